@@ -1,0 +1,15 @@
+// Command mailsrv is a mail server with Postfix's architecture in one
+// binary. Invoked through a link named like a Postfix tool (sendmail, mailq,
+// postqueue, postconf, …) it behaves as that tool.
+package main
+
+import (
+	"os"
+	"path/filepath"
+
+	"mailsrv/cli"
+)
+
+func main() {
+	os.Exit(cli.Main(cli.NewRoot(), filepath.Base(os.Args[0]), os.Args[1:]))
+}

@@ -1,0 +1,113 @@
+// Package queue owns the mail queue on disk: the directories under
+// queue_directory (maildrop, incoming, active, deferred, hold, corrupt and
+// the per-message logs bounce, defer, trace), their ownership and modes.
+// The queue directory is the only truth about mail in flight: everything
+// the daemon holds in memory can be rebuilt from it.
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// Dir describes one directory of the queue.
+type Dir struct {
+	Name string
+	Mode fs.FileMode
+	// Group is true for directories whose group is setgid_group, so that
+	// a set-gid helper can drop mail (maildrop) or poke the daemon
+	// (public) without being mail_owner.
+	Group bool
+}
+
+// Dirs are the queue's directories, as in Postfix's postfix-files.
+var Dirs = []Dir{
+	{Name: "maildrop", Mode: 0o730, Group: true},
+	{Name: "incoming", Mode: 0o700},
+	{Name: "active", Mode: 0o700},
+	{Name: "deferred", Mode: 0o700},
+	{Name: "hold", Mode: 0o700},
+	{Name: "corrupt", Mode: 0o700},
+	{Name: "bounce", Mode: 0o700},
+	{Name: "defer", Mode: 0o700},
+	{Name: "trace", Mode: 0o700},
+	{Name: "flush", Mode: 0o700},
+	{Name: "saved", Mode: 0o700},
+	{Name: "private", Mode: 0o700},
+	{Name: "public", Mode: 0o710, Group: true},
+	{Name: "pid", Mode: 0o755},
+}
+
+// Owner says who should own the queue: uid/gid of mail_owner and the gid of
+// setgid_group (-1 when unknown, e.g. in development as a normal user).
+type Owner struct {
+	UID, GID, SetgidGID int
+}
+
+// Create makes the queue directory and every subdirectory that is missing,
+// and, when running as root, gives them to the owner. It never loosens or
+// changes the mode of an existing directory that is correct.
+func Create(root string, o Owner) error {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return err
+	}
+	for _, d := range Dirs {
+		p := filepath.Join(root, d.Name)
+		if err := os.Mkdir(p, d.Mode); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		// Mkdir applies the umask; set the exact mode.
+		if err := os.Chmod(p, d.Mode); err != nil {
+			return err
+		}
+		if os.Geteuid() == 0 && o.UID >= 0 {
+			gid := o.GID
+			if d.Group && o.SetgidGID >= 0 {
+				gid = o.SetgidGID
+			}
+			if err := os.Lchown(p, o.UID, gid); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Check reports every problem with the queue's structure, ownership and
+// permissions, one message per problem, as postfix check does.
+func Check(root string, o Owner) []string {
+	var out []string
+	st, err := os.Stat(root)
+	if err != nil {
+		return []string{fmt.Sprintf("queue_directory %s: %v", root, err)}
+	}
+	if !st.IsDir() {
+		return []string{fmt.Sprintf("queue_directory %s: not a directory", root)}
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		out = append(out, fmt.Sprintf("group or other writable: %s", root))
+	}
+	for _, d := range Dirs {
+		p := filepath.Join(root, d.Name)
+		st, err := os.Lstat(p)
+		if err != nil {
+			out = append(out, fmt.Sprintf("missing directory: %s (postfix start creates it)", p))
+			continue
+		}
+		if !st.IsDir() {
+			out = append(out, fmt.Sprintf("not a directory: %s", p))
+			continue
+		}
+		if st.Mode().Perm() != d.Mode {
+			out = append(out, fmt.Sprintf("bad permissions %04o (want %04o): %s", st.Mode().Perm(), d.Mode, p))
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && o.UID >= 0 && int(sys.Uid) != o.UID {
+			out = append(out, fmt.Sprintf("not owned by mail_owner (uid %d, owner is uid %d): %s", o.UID, sys.Uid, p))
+		}
+	}
+	return out
+}

@@ -1,0 +1,518 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"mailsrv/config"
+	"mailsrv/maillog"
+	"mailsrv/queue"
+)
+
+// Options control one run of the daemon.
+type Options struct {
+	ConfigFile string
+	Verbose    bool      // debug detail to Debug (not to the mail log)
+	Debug      io.Writer // where -v output goes (standard error)
+	// ReadyFD, when non-nil, is told "READY" once the daemon serves; this
+	// is how `postfix start` learns that its background child came up.
+	ReadyFD *os.File
+}
+
+// Daemon is the running master: it owns the configuration, the listening
+// sockets, the supervisor and the control socket.
+type Daemon struct {
+	opts Options
+	log  *maillog.Log
+	mlog *maillog.Logger
+	sup  *Supervisor
+
+	ctx    context.Context // cancelled when stopping
+	cancel context.CancelFunc
+	hard   context.Context // cancelled when the stop deadline passes
+	hardC  context.CancelFunc
+
+	mu        sync.Mutex // guards cfg, listeners and reloads
+	cfg       *config.Config
+	listeners map[string]*sharedListener // "type addr" -> socket
+	owner     queue.Owner
+
+	stopReq chan string
+	lock    *os.File // the locked pid file
+	ctl     *controlServer
+}
+
+// PIDFile is where the running master records its pid; the file is also
+// locked for as long as the master runs.
+func PIDFile(queueDir string) string { return filepath.Join(queueDir, "pid", "master.pid") }
+
+// Run starts the daemon in the foreground and returns when it has stopped.
+// Errors before it serves (bad config, port in use, already running) are
+// returned; afterwards it logs.
+func Run(opts Options) error {
+	cfg, err := config.Load(opts.ConfigFile)
+	if err != nil {
+		return err
+	}
+	d := &Daemon{opts: opts, cfg: cfg, listeners: map[string]*sharedListener{}, stopReq: make(chan string, 1)}
+	p := cfg.Params
+	d.log, err = maillog.Open(p.MaillogFile, p.SyslogFacility, p.Myhostname)
+	if err != nil {
+		return err
+	}
+	defer d.log.Close()
+	if opts.Verbose {
+		d.log.SetDebug(opts.Debug)
+	}
+	d.mlog = d.log.Role(p.SyslogName, "master")
+	if err := d.start(); err != nil {
+		d.mlog.Fatalf("%v", err)
+		return err
+	}
+	return d.serve()
+}
+
+// start does everything up to serving; on error nothing is left running.
+func (d *Daemon) start() (err error) {
+	cfg := d.cfg
+	p := cfg.Params
+	for _, w := range cfg.Warnings {
+		d.mlog.Warnf("%s", w)
+	}
+	if d.owner, err = lookupOwner(p); err != nil {
+		return err
+	}
+	if err := queue.Create(p.QueueDirectory, d.owner); err != nil {
+		return fmt.Errorf("queue_directory %s: %w", p.QueueDirectory, err)
+	}
+	if err := d.lockPID(); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			d.closeListeners(nil)
+			d.lock.Close()
+		}
+	}()
+	if err := d.openListeners(cfg); err != nil {
+		return err
+	}
+	if err := d.dropPrivileges(); err != nil {
+		return err
+	}
+	if err := d.writePID(); err != nil {
+		return err
+	}
+	if err := d.startControl(); err != nil {
+		return err
+	}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.hard, d.hardC = context.WithCancel(context.Background())
+	d.sup = NewSupervisor(d.mlog, p.ServiceThrottleTime)
+	d.startServices(cfg)
+	d.mlog.Infof("daemon started -- version %s, configuration %s", config.Version, absPath(cfg.File))
+	return nil
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// serve handles signals and control requests until stopped.
+func (d *Daemon) serve() error {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	// SIGPIPE on the log or a client socket must never kill the daemon.
+	signal.Ignore(syscall.SIGPIPE)
+
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	if d.opts.ReadyFD != nil {
+		// Detach from the terminal of `postfix start` before saying so.
+		if null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+			_ = syscall.Dup2(int(null.Fd()), 1)
+			_ = syscall.Dup2(int(null.Fd()), 2)
+			null.Close()
+		}
+		fmt.Fprintln(d.opts.ReadyFD, "READY")
+		d.opts.ReadyFD.Close()
+	}
+
+	var reason string
+	for reason == "" {
+		select {
+		case s := <-sigs:
+			switch s {
+			case syscall.SIGHUP:
+				_ = d.Reload()
+			case syscall.SIGUSR1:
+				if err := d.log.Reopen(); err != nil {
+					d.mlog.Warnf("reopen the mail log: %v", err)
+				}
+			default:
+				reason = fmt.Sprintf("terminating on signal %d", s.(syscall.Signal))
+			}
+		case reason = <-d.stopReq:
+		}
+	}
+	d.shutdown(reason)
+	return nil
+}
+
+// shutdown stops gracefully: stop accepting, let sessions and deliveries in
+// progress finish up to mailsrv_stop_timeout, then abandon the rest.
+func (d *Daemon) shutdown(reason string) {
+	d.mlog.Infof("%s", reason)
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	d.ctl.ln.Close()
+	d.mu.Lock()
+	d.closeListeners(nil)
+	timeout := d.cfg.Params.StopTimeout
+	d.mu.Unlock()
+	d.cancel()
+	d.sup.StopAll()
+	wctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err := d.sup.Wait(wctx)
+	cancel()
+	if err != nil {
+		d.mlog.Warnf("stop deadline of %s passed: %v; abandoning work in progress", timeout, err)
+		d.hardC()
+		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = d.sup.Wait(wctx)
+		cancel()
+	}
+	d.hardC()
+	os.Remove(ControlSocket(d.cfg.Params.QueueDirectory))
+	os.Remove(PIDFile(d.cfg.Params.QueueDirectory))
+	d.lock.Close()
+	d.mlog.Infof("daemon stopped")
+}
+
+// Reload re-reads the configuration and applies it to every service
+// without dropping connections. A configuration that does not validate is
+// refused and the current one stays in force.
+func (d *Daemon) Reload() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyReloading)
+	defer daemon.SdNotify(false, daemon.SdNotifyReady)
+	cfg, err := config.Load(d.opts.ConfigFile)
+	if err == nil {
+		err = d.checkReloadable(cfg)
+	}
+	if err != nil {
+		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+		d.mlog.Warnf("reload refused, keeping the current configuration: %s", msg)
+		return fmt.Errorf("reload refused, keeping the current configuration: %s", msg)
+	}
+	for _, w := range cfg.Warnings {
+		d.mlog.Warnf("%s", w)
+	}
+	if err := d.openListeners(cfg); err != nil {
+		d.mlog.Warnf("reload refused, keeping the current configuration: %v", err)
+		return fmt.Errorf("reload refused, keeping the current configuration: %w", err)
+	}
+	if err := d.log.Reopen(); err != nil {
+		d.mlog.Warnf("reopen %s: %v", cfg.Params.MaillogFile, err)
+	}
+	d.cfg = cfg
+	d.startServices(cfg)
+	for _, name := range d.sup.Names() {
+		if cfg.Service(name) == nil && !contains(builtinRoles, name) {
+			d.sup.Stop(name)
+		}
+	}
+	d.closeListeners(cfg)
+	d.mlog.Infof("reload -- version %s, configuration %s", config.Version, absPath(cfg.File))
+	return nil
+}
+
+// checkReloadable refuses changes that only a restart can apply.
+func (d *Daemon) checkReloadable(cfg *config.Config) error {
+	o, n := d.cfg.Params, cfg.Params
+	switch {
+	case o.QueueDirectory != n.QueueDirectory:
+		return fmt.Errorf("queue_directory changed: restart with postfix stop; postfix start")
+	case o.MailOwner != n.MailOwner:
+		return fmt.Errorf("mail_owner changed: restart with postfix stop; postfix start")
+	case o.MaillogFile != n.MaillogFile:
+		return fmt.Errorf("maillog_file changed: restart with postfix stop; postfix start")
+	}
+	return nil
+}
+
+func contains(l []string, s string) bool {
+	for _, e := range l {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+func listenKey(s *config.Service) string { return s.Type + " " + s.Listen }
+
+// runnable reports whether a service has an implementation and needs its
+// socket.
+func hasSocket(s *config.Service) bool {
+	return (s.Type == "inet" || s.Type == "unix") && s.Listen != ""
+}
+
+// openListeners binds every socket cfg needs that is not open yet. On
+// error, the sockets it opened are closed again.
+func (d *Daemon) openListeners(cfg *config.Config) error {
+	var opened []string
+	for _, s := range cfg.Services {
+		if !hasSocket(s) || !Implemented(s.Command) {
+			continue
+		}
+		key := listenKey(s)
+		if _, ok := d.listeners[key]; ok {
+			continue
+		}
+		ln, err := listen(s.Type, s.Listen)
+		if err != nil {
+			for _, k := range opened {
+				d.listeners[k].close()
+				delete(d.listeners, k)
+			}
+			return fmt.Errorf("service %s: bind %s: %w", s.Name, s.Listen, err)
+		}
+		d.listeners[key] = newSharedListener(ln)
+		opened = append(opened, key)
+	}
+	return nil
+}
+
+// closeListeners closes sockets cfg does not use (all when cfg is nil).
+func (d *Daemon) closeListeners(cfg *config.Config) {
+	keep := map[string]bool{}
+	if cfg != nil {
+		for _, s := range cfg.Services {
+			if hasSocket(s) && Implemented(s.Command) {
+				keep[listenKey(s)] = true
+			}
+		}
+	}
+	for k, sl := range d.listeners {
+		if !keep[k] {
+			sl.close()
+			delete(d.listeners, k)
+		}
+	}
+}
+
+// startServices (re)starts every service of cfg under the supervisor.
+func (d *Daemon) startServices(cfg *config.Config) {
+	for _, s := range cfg.Services {
+		role, ok := roles[s.Command]
+		if !ok {
+			d.mlog.Warnf("service %s: command %s is not part of this version of mailsrv; the service is not started", s.Name, s.Command)
+			continue
+		}
+		var sl *sharedListener
+		if hasSocket(s) {
+			sl = d.listeners[listenKey(s)]
+		}
+		d.sup.Start(d.ctx, s.Name, d.factory(cfg, s, s.Command, role, sl))
+	}
+	for _, name := range builtinRoles {
+		if cfg.Service(name) == nil {
+			d.sup.Start(d.ctx, name, d.factory(cfg, nil, name, roles[name], nil))
+		}
+	}
+}
+
+func (d *Daemon) factory(cfg *config.Config, s *config.Service, command string, role Role, sl *sharedListener) Factory {
+	params := cfg.Params
+	if s != nil {
+		params = s.Params
+	}
+	return func() (Service, error) {
+		env := &Env{Config: cfg, Service: s, Params: params, Hard: d.hard,
+			Log: d.log.Role(params.SyslogName, command)}
+		if sl != nil {
+			env.Listener = sl.handle()
+		}
+		svc, err := role(env)
+		if err != nil {
+			if env.Listener != nil {
+				env.Listener.Close()
+			}
+			return nil, err
+		}
+		if env.Listener == nil {
+			return svc, nil
+		}
+		// Whatever way the instance ends, its handle must stop taking
+		// connections so they go to the next instance.
+		return ServiceFunc(func(ctx context.Context) error {
+			defer env.Listener.Close()
+			return svc.Serve(ctx)
+		}), nil
+	}
+}
+
+// lockPID takes the master lock: the pid file, locked for the daemon's
+// lifetime, so two masters never share a queue.
+func (d *Daemon) lockPID() error {
+	path := PIDFile(d.cfg.Params.QueueDirectory)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			pid, _ := RunningPID(d.cfg.Params.QueueDirectory)
+			return fmt.Errorf("the mail system is already running (pid %d)", pid)
+		}
+		return err
+	}
+	if os.Geteuid() == 0 && d.owner.UID >= 0 {
+		_ = f.Chown(d.owner.UID, d.owner.GID)
+	}
+	d.lock = f
+	return nil
+}
+
+func (d *Daemon) writePID() error {
+	if err := d.lock.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := d.lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0); err != nil {
+		return err
+	}
+	return d.lock.Sync()
+}
+
+// RunningPID returns the pid of the master running on queueDir, or 0.
+func RunningPID(queueDir string) (int, error) {
+	f, err := os.Open(PIDFile(queueDir))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err == nil {
+		// Nobody holds the lock: a stale file.
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return 0, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 32))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		// Locked but not yet written: starting up.
+		return -1, nil
+	}
+	return pid, nil
+}
+
+func (d *Daemon) startControl() error {
+	path := ControlSocket(d.cfg.Params.QueueDirectory)
+	ln, err := listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	_ = os.Chmod(path, 0o600)
+	allowed := map[uint32]bool{0: true, uint32(os.Geteuid()): true}
+	d.ctl = &controlServer{ln: ln, allowed: allowed, handle: d.control}
+	go d.ctl.serve()
+	return nil
+}
+
+// control answers one control request.
+func (d *Daemon) control(req Request) Response {
+	switch req.Cmd {
+	case "status":
+		d.mu.Lock()
+		file := absPath(d.cfg.File)
+		d.mu.Unlock()
+		return Response{OK: true, PID: os.Getpid(), Config: file, Services: d.sup.Status()}
+	case "reload":
+		if err := d.Reload(); err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{OK: true, PID: os.Getpid()}
+	case "stop":
+		select {
+		case d.stopReq <- "terminating on request of postfix stop":
+		default:
+		}
+		return Response{OK: true, PID: os.Getpid()}
+	}
+	return Response{Error: fmt.Sprintf("unknown request %q", req.Cmd)}
+}
+
+// lookupOwner resolves mail_owner and setgid_group. As a normal user
+// (development) the daemon runs as that user and mail_owner is not used.
+func lookupOwner(p *config.Params) (queue.Owner, error) {
+	o := queue.Owner{UID: -1, GID: -1, SetgidGID: -1}
+	if os.Geteuid() != 0 {
+		return o, nil
+	}
+	u, err := user.Lookup(p.MailOwner)
+	if err != nil {
+		return o, fmt.Errorf("mail_owner %s: no such user (create it, e.g. useradd --system --no-create-home %s, or set mail_owner)", p.MailOwner, p.MailOwner)
+	}
+	o.UID, _ = strconv.Atoi(u.Uid)
+	o.GID, _ = strconv.Atoi(u.Gid)
+	if o.UID == 0 {
+		return o, fmt.Errorf("mail_owner %s: must not be root", p.MailOwner)
+	}
+	if g, err := user.LookupGroup(p.SetgidGroup); err == nil {
+		o.SetgidGID, _ = strconv.Atoi(g.Gid)
+	}
+	return o, nil
+}
+
+// dropPrivileges switches the whole process to mail_owner once the
+// listeners are bound. Since Go 1.16 the set*id calls apply to every thread.
+func (d *Daemon) dropPrivileges() error {
+	if os.Geteuid() != 0 {
+		name := strconv.Itoa(os.Geteuid())
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
+		d.mlog.Infof("running as unprivileged user %s (uid %d); mail_owner %s is not used", name, os.Geteuid(), d.cfg.Params.MailOwner)
+		return nil
+	}
+	o := d.owner
+	if err := syscall.Setgroups([]int{o.GID}); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(o.GID); err != nil {
+		return fmt.Errorf("setgid %d: %w", o.GID, err)
+	}
+	if err := syscall.Setuid(o.UID); err != nil {
+		return fmt.Errorf("setuid %d: %w", o.UID, err)
+	}
+	if os.Geteuid() != o.UID || os.Getegid() != o.GID {
+		return fmt.Errorf("privileges not dropped (uid %d gid %d)", os.Geteuid(), os.Getegid())
+	}
+	return nil
+}
+
+var _ net.Listener = (*listenerHandle)(nil)
