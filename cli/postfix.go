@@ -77,7 +77,8 @@ func newPostfix(g *globals) *cobra.Command {
 				return err
 			}
 			q := cfg.Params.QueueDirectory
-			if _, err := master.Call(q, master.Request{Cmd: "stop"}, 10*time.Second); err != nil {
+			resp, err := master.Call(q, master.Request{Cmd: "stop"}, 10*time.Second)
+			if err != nil {
 				if errors.Is(err, master.ErrDown) {
 					return exitf(1, "fatal: the mail system is not running")
 				}
@@ -86,7 +87,7 @@ func newPostfix(g *globals) *cobra.Command {
 			say(c, cfg, "stopping the mail system")
 			deadline := time.Now().Add(cfg.Params.StopTimeout + 10*time.Second)
 			for time.Now().Before(deadline) {
-				if pid, _ := master.RunningPID(q); pid == 0 {
+				if !master.ProcessAlive(resp.PID) {
 					return nil
 				}
 				time.Sleep(50 * time.Millisecond)

@@ -85,6 +85,8 @@ func mynetworks(style string) (string, error) {
 			}
 			m := net.CIDRMask(ones, 32)
 			n = &net.IPNet{IP: ip4.Mask(m), Mask: m}
+		default:
+			return "", fmt.Errorf("mynetworks_style %q is not host, subnet or class", style)
 		}
 		s := n.String()
 		if n.IP.To4() == nil {

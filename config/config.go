@@ -133,11 +133,11 @@ func (c *Config) tomlError(err error) error {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		line, col := de.Position()
-		key := ""
-		if k := de.Key(); len(k) > 0 {
-			key = " key " + strings.Join(k, ".") + ":"
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		if k := strings.Join(de.Key(), "."); k != "" && !strings.Contains(msg, k) {
+			msg = "key " + k + ": " + msg
 		}
-		return fmt.Errorf("broken TOML at %s:%d:%d:%s %s", c.File, line, col, key, strings.TrimPrefix(de.Error(), "toml: "))
+		return fmt.Errorf("broken TOML at %s:%d:%d: %s", c.File, line, col, msg)
 	}
 	return fmt.Errorf("broken TOML in %s: %v", c.File, err)
 }

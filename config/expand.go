@@ -17,6 +17,11 @@ type expander struct {
 	stack []string
 }
 
+// maxExpanded bounds the length of an expanded value, so that a file like
+// a = "$b$b", b = "$c$c", … (each level doubling) is an error instead of
+// eating all memory.
+const maxExpanded = 1 << 20
+
 func newExpander(raw func(string) (string, bool)) *expander {
 	return &expander{raw: raw, cache: map[string]string{}}
 }
@@ -57,6 +62,9 @@ func (e *expander) text(s string) (string, error) {
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
+		if b.Len() > maxExpanded {
+			return "", fmt.Errorf("value longer than %d bytes after $name expansion", maxExpanded)
+		}
 		c := s[i]
 		if c != '$' || i+1 == len(s) {
 			b.WriteByte(c)
@@ -86,6 +94,9 @@ func (e *expander) text(s string) (string, error) {
 			v, err := e.param(s[i+1 : j])
 			if err != nil {
 				return "", err
+			}
+			if b.Len()+len(v) > maxExpanded {
+				return "", fmt.Errorf("value longer than %d bytes after $name expansion", maxExpanded)
 			}
 			b.WriteString(v)
 			i = j - 1

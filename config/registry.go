@@ -59,6 +59,7 @@ var (
 	// as printed by `postconf -d`. A name found here but not in registry is
 	// a Postfix parameter that mailsrv does not implement.
 	postfixDefaults = map[string]string{}
+	postfixNames    []string // sorted keys of postfixDefaults
 )
 
 // perTransportSuffixes are the qmgr parameters that Postfix lets every
@@ -136,8 +137,10 @@ func init() {
 		}
 		if ok {
 			postfixDefaults[name] = val
+			postfixNames = append(postfixNames, name)
 		}
 	}
+	sort.Strings(postfixNames)
 }
 
 // Lookup returns the definition of an implemented parameter.
@@ -191,29 +194,36 @@ func suggest(name string) string {
 		try(n)
 	}
 	if best == "" {
-		for n := range postfixDefaults {
+		for _, n := range postfixNames {
 			try(n)
 		}
 	}
 	return best
 }
 
+// levenshtein is the edit distance between a and b, counting a swap of
+// two adjacent letters as one edit (optimal string alignment), the most
+// common typo in a parameter name.
 func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }

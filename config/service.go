@@ -154,7 +154,12 @@ func (ld *loader) services(v any) {
 		case !Commands[s.Command]:
 			msg := fmt.Sprintf("%s at %s: unknown command %q", label, at, s.Command)
 			best, bestD := "", 3
+			cmds := make([]string, 0, len(Commands))
 			for c := range Commands {
+				cmds = append(cmds, c)
+			}
+			sort.Strings(cmds)
+			for _, c := range cmds {
 				if d := levenshtein(s.Command, c); d < bestD {
 					best, bestD = c, d
 				}

@@ -111,3 +111,38 @@ func Check(root string, o Owner) []string {
 	}
 	return out
 }
+
+// Reachable checks that a user (uid, gid) can search every folder above
+// dir, so that the daemon still reaches its queue after dropping to
+// mail_owner. It returns the first folder that blocks the way.
+func Reachable(dir string, uid, gid int) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		sys, ok := st.Sys().(*syscall.Stat_t)
+		mode := st.Mode().Perm()
+		if ok {
+			var can bool
+			switch {
+			case int(sys.Uid) == uid:
+				can = mode&0o100 != 0
+			case int(sys.Gid) == gid:
+				can = mode&0o010 != 0
+			default:
+				can = mode&0o001 != 0
+			}
+			if !can {
+				return fmt.Errorf("%s (mode %04o) is not searchable by uid %d", p, mode, uid)
+			}
+		}
+		if p == "/" {
+			return nil
+		}
+	}
+}

@@ -31,6 +31,10 @@ type Options struct {
 	// ReadyFD, when non-nil, is told "READY" once the daemon serves; this
 	// is how `postfix start` learns that its background child came up.
 	ReadyFD *os.File
+
+	// keepPrivileges skips the switch to mail_owner (in-process tests run
+	// as root but must not change the test binary's uid).
+	keepPrivileges bool
 }
 
 // Daemon is the running master: it owns the configuration, the listening
@@ -93,11 +97,23 @@ func (d *Daemon) start() (err error) {
 	for _, w := range cfg.Warnings {
 		d.mlog.Warnf("%s", w)
 	}
-	if d.owner, err = lookupOwner(p); err != nil {
-		return err
+	d.owner = queue.Owner{UID: -1, GID: -1, SetgidGID: -1}
+	if !d.opts.keepPrivileges {
+		if d.owner, err = lookupOwner(p); err != nil {
+			return err
+		}
+	}
+	if f := p.MaillogFile; d.owner.UID >= 0 && f != "" && !strings.HasPrefix(f, "/dev/") {
+		// The daemon reopens its log as mail_owner after logrotate.
+		_ = os.Chown(f, d.owner.UID, d.owner.GID)
 	}
 	if err := queue.Create(p.QueueDirectory, d.owner); err != nil {
 		return fmt.Errorf("queue_directory %s: %w", p.QueueDirectory, err)
+	}
+	if d.owner.UID >= 0 {
+		if err := queue.Reachable(p.QueueDirectory, d.owner.UID, d.owner.GID); err != nil {
+			return fmt.Errorf("mail_owner %s cannot reach queue_directory %s: %v (make it searchable, e.g. chmod o+x, or move the queue)", p.MailOwner, p.QueueDirectory, err)
+		}
 	}
 	if err := d.lockPID(); err != nil {
 		return err
@@ -165,6 +181,8 @@ func (d *Daemon) serve() error {
 			case syscall.SIGUSR1:
 				if err := d.log.Reopen(); err != nil {
 					d.mlog.Warnf("reopen the mail log: %v", err)
+				} else {
+					d.mlog.Infof("reopened the mail log")
 				}
 			default:
 				reason = fmt.Sprintf("terminating on signal %d", s.(syscall.Signal))
@@ -201,8 +219,20 @@ func (d *Daemon) shutdown(reason string) {
 	d.hardC()
 	os.Remove(ControlSocket(d.cfg.Params.QueueDirectory))
 	os.Remove(PIDFile(d.cfg.Params.QueueDirectory))
-	d.lock.Close()
 	d.mlog.Infof("daemon stopped")
+	d.lock.Close()
+}
+
+// ProcessAlive reports whether pid exists and has not exited (a zombie
+// waiting to be reaped counts as exited).
+func ProcessAlive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return syscall.Kill(pid, 0) == nil
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	return len(f) > 0 && f[0] != "Z"
 }
 
 // Reload re-reads the configuration and applies it to every service
@@ -491,7 +521,7 @@ func lookupOwner(p *config.Params) (queue.Owner, error) {
 // dropPrivileges switches the whole process to mail_owner once the
 // listeners are bound. Since Go 1.16 the set*id calls apply to every thread.
 func (d *Daemon) dropPrivileges() error {
-	if os.Geteuid() != 0 {
+	if os.Geteuid() != 0 || d.opts.keepPrivileges {
 		name := strconv.Itoa(os.Geteuid())
 		if u, err := user.Current(); err == nil {
 			name = u.Username

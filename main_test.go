@@ -1,0 +1,325 @@
+package main
+
+// These tests run mailsrv as a user would: the test binary re-executes
+// itself as the mailsrv command (MAILSRV_TEST_MAIN=1), under its own name
+// or through links named like Postfix tools.
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mailsrv/server/master"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("MAILSRV_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// mailsrv runs the binary as name (a link to the test binary) and returns
+// stdout, stderr and the exit code.
+func mailsrv(t *testing.T, dir, name string, args ...string) (string, string, int) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "bin", name)
+	if _, err := os.Lstat(path); err != nil {
+		_ = os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.Symlink(exe, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Env = append(os.Environ(), "MAILSRV_TEST_MAIN=1", "MAILSRV_CONFIG=")
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// newInstance makes a folder with a copy of config.example.toml, adjusted
+// to a free port. As root the daemon drops to nobody, so the folder must be
+// reachable by that user.
+func newInstance(t *testing.T) (dir, owner string) {
+	t.Helper()
+	dir = t.TempDir()
+	owner = "nobody"
+	if os.Geteuid() != 0 {
+		u, err := user.Current()
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner = u.Username
+	}
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		_ = os.Chmod(d, 0o755)
+	}
+	example, err := os.ReadFile("config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().String()
+	l.Close()
+	text := strings.Replace(string(example), `listen = "127.0.0.1:2525"`, fmt.Sprintf("listen = %q", port), 1)
+	text = strings.Replace(text, `maillog_file = "/dev/stdout"`, `maillog_file = "maillog"`, 1)
+	text = strings.Replace(text, `mail_owner = "nobody"`, fmt.Sprintf("mail_owner = %q", owner), 1)
+	if err := os.WriteFile(filepath.Join(dir, "mailsrv.toml"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, owner
+}
+
+func readPID(t *testing.T, dir string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "run/spool/pid/master.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func TestStartReloadStopAsAUserWould(t *testing.T) {
+	t.Parallel()
+	dir, owner := newInstance(t)
+	_, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "status")
+	if code != 1 || !strings.Contains(errOut, "mailsrv/postfix-script: the mail system is not running") {
+		t.Fatalf("status before start: %d %q", code, errOut)
+	}
+	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "start")
+	if code != 0 || !strings.Contains(errOut, "starting the mail system") {
+		t.Fatalf("start: %d %q", code, errOut)
+	}
+	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "status")
+	pid := readPID(t, dir)
+	if code != 0 || !strings.Contains(errOut, fmt.Sprintf("the mail system is running: PID: %d", pid)) {
+		t.Fatalf("status: %d %q", code, errOut)
+	}
+	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "start")
+	if code != 1 || !strings.Contains(errOut, "already running") {
+		t.Errorf("second start: %d %q", code, errOut)
+	}
+
+	// The daemon runs as mail_owner.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := user.Lookup(owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(status), "\nUid:\t"+u.Uid+"\t"+u.Uid+"\t"+u.Uid) {
+		t.Errorf("daemon does not run as %s:\n%s", owner, status)
+	}
+
+	logFile := filepath.Join(dir, "maillog")
+	logHas := func(s string) func() bool {
+		return func() bool {
+			b, _ := os.ReadFile(logFile)
+			return strings.Contains(string(b), s)
+		}
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "reload in the log", logHas("mailsrv/master["+strconv.Itoa(pid)+"]: reload -- version"))
+	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "reload")
+	if code != 0 || !strings.Contains(errOut, "refreshing the mail system") {
+		t.Errorf("reload: %d %q", code, errOut)
+	}
+
+	// logrotate: move the log away, create the new one for mail_owner
+	// (logrotate's "create"), SIGUSR1; the next line goes to the new file.
+	if err := os.Rename(logFile, logFile+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(logFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(logFile, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the reopen in the new log", logHas("reopened the mail log"))
+
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the daemon to stop", func() bool { return !master.ProcessAlive(pid) })
+	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "status")
+	if code != 1 {
+		t.Errorf("status after stop: %d %q", code, errOut)
+	}
+	b, _ := os.ReadFile(logFile)
+	for _, want := range []string{"terminating on signal 15", "daemon stopped"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("log lacks %q:\n%s", want, b)
+		}
+	}
+	old, _ := os.ReadFile(logFile + ".1")
+	if !strings.Contains(string(old), "daemon started -- version") {
+		t.Errorf("first log lacks the start line:\n%s", old)
+	}
+}
+
+func TestPostfixStopCommand(t *testing.T) {
+	t.Parallel()
+	dir, _ := newInstance(t)
+	if _, errOut, code := mailsrv(t, dir, "postfix", "-c", "mailsrv.toml", "start"); code != 0 {
+		t.Fatalf("start through a link named postfix: %d %s", code, errOut)
+	}
+	pid := readPID(t, dir)
+	_, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
+	if code != 0 || !strings.Contains(errOut, "stopping the mail system") {
+		t.Fatalf("stop: %d %q", code, errOut)
+	}
+	if master.ProcessAlive(pid) {
+		t.Error("daemon still runs after postfix stop returned")
+	}
+	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
+	if code != 1 || !strings.Contains(errOut, "not running") {
+		t.Errorf("second stop: %d %q", code, errOut)
+	}
+}
+
+func TestStartWithBrokenConfigFails(t *testing.T) {
+	t.Parallel()
+	dir, _ := newInstance(t)
+	f := filepath.Join(dir, "mailsrv.toml")
+	b, _ := os.ReadFile(f)
+	if err := os.WriteFile(f, append([]byte("smtpd_error_sleep_time = \"soon\"\n"), b...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "start")
+	if code != 1 || !strings.Contains(errOut, "bad value for smtpd_error_sleep_time at mailsrv.toml:1") {
+		t.Errorf("start with a broken config: %d %q", code, errOut)
+	}
+	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "check")
+	if code != 1 || !strings.Contains(errOut, "fatal: bad value for smtpd_error_sleep_time") {
+		t.Errorf("check with a broken config: %d %q", code, errOut)
+	}
+}
+
+func TestPostconfThroughLinks(t *testing.T) {
+	t.Parallel()
+	dir, _ := newInstance(t)
+	out, errOut, code := mailsrv(t, dir, "postconf", "-c", "mailsrv.toml", "-n")
+	if code != 0 || !strings.Contains(out, "myhostname = mail.example.test\n") || !strings.Contains(out, "myorigin = $mydomain\n") {
+		t.Fatalf("postconf -n: %d %q %q", code, out, errOut)
+	}
+	if strings.Contains(out, "smtpd_banner") {
+		t.Errorf("postconf -n shows a default:\n%s", out)
+	}
+	out, _, code = mailsrv(t, dir, "postconf", "-c", "mailsrv.toml", "-d", "smtpd_timeout", "myorigin", "smtpd_relay_restrictions")
+	want := "smtpd_timeout = 300s\nmyorigin = $myhostname\nsmtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination\n"
+	if code != 0 || out != want {
+		t.Errorf("postconf -d: %d %q", code, out)
+	}
+	out, _, _ = mailsrv(t, dir, "postconf", "-c", "mailsrv.toml", "-x", "-h", "myorigin")
+	if out != "example.test\n" {
+		t.Errorf("postconf -xh myorigin = %q", out)
+	}
+	all, _, _ := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postconf")
+	if n := strings.Count(all, "\n"); n < 150 || !strings.Contains(all, "\nsmtpd_banner = $myhostname ESMTP $mail_name\n") {
+		t.Errorf("postconf prints %d lines", n)
+	}
+	_, errOut, code = mailsrv(t, dir, "postconf", "-c", "mailsrv.toml", "nosuch_parameter")
+	if code != 1 || !strings.Contains(errOut, "nosuch_parameter: unknown parameter") {
+		t.Errorf("unknown name: %d %q", code, errOut)
+	}
+
+	// -e keeps comments, the new value loads, -n shows it.
+	_, errOut, code = mailsrv(t, dir, "postconf", "-c", "mailsrv.toml", "-e", "relayhost=[smtp.example.net]:587", "smtpd_helo_required=yes")
+	if code != 0 {
+		t.Fatalf("postconf -e: %d %q", code, errOut)
+	}
+	text, _ := os.ReadFile(filepath.Join(dir, "mailsrv.toml"))
+	if !strings.Contains(string(text), "# Send all outgoing mail through this host instead of looking up MX records.\nrelayhost = \"[smtp.example.net]:587\"\n") {
+		t.Errorf("comment or placement lost:\n%s", text)
+	}
+	out, _, _ = mailsrv(t, dir, "postconf", "-c", "mailsrv.toml", "-n", "relayhost", "smtpd_helo_required")
+	if out != "relayhost = [smtp.example.net]:587\nsmtpd_helo_required = yes\n" {
+		t.Errorf("after -e: %q", out)
+	}
+	_, errOut, code = mailsrv(t, dir, "postconf", "-c", "mailsrv.toml", "-e", "smtpd_timeout=whenever")
+	if code != 1 || !strings.Contains(errOut, "not changing") {
+		t.Errorf("bad -e: %d %q", code, errOut)
+	}
+	text2, _ := os.ReadFile(filepath.Join(dir, "mailsrv.toml"))
+	if !bytes.Equal(text, text2) {
+		t.Error("refused -e changed the file")
+	}
+}
+
+func TestLinksWithoutCommandYet(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, errOut, code := mailsrv(t, dir, "sendmail", "-t")
+	if code != 1 || !strings.Contains(errOut, "sendmail: this version of mailsrv has no sendmail command yet") {
+		t.Errorf("sendmail link: %d %q", code, errOut)
+	}
+}
+
+func TestCheckReportsQueueProblems(t *testing.T) {
+	t.Parallel()
+	dir, _ := newInstance(t)
+	if _, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "check"); code != 0 || !strings.Contains(errOut, "does not exist yet") {
+		t.Errorf("check before the first start: %d %q", code, errOut)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "run/spool/incoming"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "run/spool/incoming"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "check")
+	if code != 0 || !strings.Contains(errOut, "bad permissions 0777 (want 0700): "+filepath.Join(dir, "run/spool/incoming")) ||
+		!strings.Contains(errOut, "missing directory: "+filepath.Join(dir, "run/spool/active")) {
+		t.Errorf("check: %d %q", code, errOut)
+	}
+}
