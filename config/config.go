@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -405,7 +406,7 @@ func checkKind(p *Param, val string) error {
 func (c *Config) assign(f reflect.Value, p *Param, val string) error {
 	switch p.Kind {
 	case KindString:
-		if p.Enum != nil && !contains(p.Enum, val) {
+		if p.Enum != nil && !slices.Contains(p.Enum, val) {
 			return fmt.Errorf("%q is not one of %s", val, strings.Join(p.Enum, ", "))
 		}
 		if p.Path {
@@ -443,15 +444,6 @@ func (c *Config) assign(f reflect.Value, p *Param, val string) error {
 		f.Set(reflect.ValueOf(l))
 	}
 	return nil
-}
-
-func contains(l []string, s string) bool {
-	for _, e := range l {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 // abs makes a path relative to the config folder absolute.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -108,7 +109,7 @@ func (ld *loader) services(v any) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if contains(serviceKeys, k) {
+			if slices.Contains(serviceKeys, k) {
 				continue
 			}
 			msg := fmt.Sprintf("unknown key %s in %s at %s", k, label, ld.at(base+"."+k))

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -265,7 +266,7 @@ func (d *Daemon) Reload() error {
 	d.cfg = cfg
 	d.startServices(cfg)
 	for _, name := range d.sup.Names() {
-		if cfg.Service(name) == nil && !contains(builtinRoles, name) {
+		if cfg.Service(name) == nil && !slices.Contains(builtinRoles, name) {
 			d.sup.Stop(name)
 		}
 	}
@@ -286,15 +287,6 @@ func (d *Daemon) checkReloadable(cfg *config.Config) error {
 		return fmt.Errorf("maillog_file changed: restart with postfix stop; postfix start")
 	}
 	return nil
-}
-
-func contains(l []string, s string) bool {
-	for _, e := range l {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 func listenKey(s *config.Service) string { return s.Type + " " + s.Listen }

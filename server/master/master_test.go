@@ -370,3 +370,48 @@ func TestControlDown(t *testing.T) {
 		t.Errorf("Call on a stopped daemon: %v", err)
 	}
 }
+
+// TestSystemdNotify checks the Type=notify protocol: READY=1 once serving,
+// RELOADING=1 then READY=1 around a reload, STOPPING=1 on stop. Not
+// parallel: NOTIFY_SOCKET is process-wide.
+func TestSystemdNotify(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	file := filepath.Join(dir, "mailsrv.toml")
+	writeConfig(t, file, freePort(t), "n")
+	queueDir, done := startDaemon(t, file)
+	next := func() string {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 256)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(buf[:n])
+	}
+	if m := next(); m != "READY=1" {
+		t.Errorf("first notification %q", m)
+	}
+	if _, err := Call(queueDir, Request{Cmd: "reload"}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(); !strings.HasPrefix(m, "RELOADING=1") {
+		t.Errorf("reload notification %q", m)
+	}
+	if m := next(); m != "READY=1" {
+		t.Errorf("after reload %q", m)
+	}
+	if _, err := Call(queueDir, Request{Cmd: "stop"}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if m := next(); m != "STOPPING=1" {
+		t.Errorf("stop notification %q", m)
+	}
+	<-done
+}
