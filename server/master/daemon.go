@@ -119,6 +119,13 @@ func (d *Daemon) start() (err error) {
 	if err := d.lockPID(); err != nil {
 		return err
 	}
+	// Only one master runs on a queue (the lock above), so nothing else
+	// moves files in active now: put them back for scheduling, and move
+	// damaged files out of the way.
+	if _, err := queue.FromConfig(p).Recover(d.mlog, time.Hour); err != nil {
+		d.lock.Close()
+		return fmt.Errorf("queue recovery: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			d.closeListeners(nil)

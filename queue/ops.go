@@ -1,0 +1,198 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Entry is one file found in a queue directory.
+type Entry struct {
+	Queue string
+	ID    string
+	Path  string
+}
+
+// Walk calls fn for every message file in a queue, reading the directory
+// in batches so that memory stays flat whatever the queue size. Hashed
+// subdirectories are walked too. Names that are not queue IDs (temporary
+// files) are skipped; bogus is told about names that do not belong there
+// at all (nil to ignore). fn may move or remove the file it is given.
+func (q *Queue) Walk(queue string, fn func(Entry) error, bogus func(path string)) error {
+	return q.walkDir(queue, filepath.Join(q.Dir, queue), 0, fn, bogus)
+}
+
+func (q *Queue) walkDir(queue, dir string, depth int, fn func(Entry) error, bogus func(string)) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && depth > 0 {
+			return nil
+		}
+		return err
+	}
+	defer d.Close()
+	for {
+		ents, err := d.ReadDir(512)
+		for _, e := range ents {
+			name := e.Name()
+			path := filepath.Join(dir, name)
+			switch {
+			case e.IsDir():
+				if len(name) == 1 && strings.Contains("0123456789ABCDEF", name) && depth < 8 {
+					if err := q.walkDir(queue, path, depth+1, fn, bogus); err != nil {
+						return err
+					}
+				} else if bogus != nil {
+					bogus(path)
+				}
+			case ValidID(name):
+				if err := fn(Entry{Queue: queue, ID: name, Path: path}); err != nil {
+					return err
+				}
+			case strings.HasPrefix(name, "tmp."):
+			default:
+				if bogus != nil {
+					bogus(path)
+				}
+			}
+		}
+		if err == io.EOF || len(ents) == 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Find returns the queue that holds a message, searching the message
+// queues (and saved, for postcat).
+func (q *Queue) Find(id string, queues ...string) (string, error) {
+	if len(queues) == 0 {
+		queues = append(append([]string(nil), MessageQueues...), Saved)
+	}
+	if !ValidID(id) {
+		return "", fmt.Errorf("invalid queue ID %q", id)
+	}
+	for _, name := range queues {
+		if _, err := os.Lstat(q.Path(name, id)); err == nil {
+			return name, nil
+		}
+	}
+	return "", fmt.Errorf("%s: no such message in the queue", id)
+}
+
+// Move renames a message from one queue to another.
+func (q *Queue) Move(id, from, to string) error {
+	dst := q.Path(to, id)
+	err := os.Rename(q.Path(from, id), dst)
+	if errors.Is(err, fs.ErrNotExist) && q.hashed[to] {
+		if _, serr := os.Stat(q.Path(from, id)); serr == nil {
+			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+				return err
+			}
+			err = os.Rename(q.Path(from, id), dst)
+		}
+	}
+	return err
+}
+
+// SetMode changes a message's flag bits (forced expiry, unthrottle) while
+// keeping it ready.
+func (q *Queue) SetMode(queue, id string, expire, unthrottle bool) error {
+	mode := os.FileMode(modeReady)
+	if expire {
+		mode |= modeExpire
+	}
+	if unthrottle {
+		mode |= modeThrottle
+	}
+	return os.Chmod(q.Path(queue, id), mode)
+}
+
+// SetTimes sets a message file's mtime: in deferred, the earliest time of
+// its next delivery attempt.
+func (q *Queue) SetTimes(queue, id string, next time.Time) error {
+	return os.Chtimes(q.Path(queue, id), next, next)
+}
+
+// Remove deletes a message and its status logs.
+func (q *Queue) Remove(queue, id string) error {
+	err := os.Remove(q.Path(queue, id))
+	for _, log := range []string{BounceLog, DeferLog, TraceLog} {
+		os.Remove(q.Path(log, id))
+	}
+	return err
+}
+
+// Quarantine moves a damaged file to corrupt/, where it stays for the
+// operator.
+func (q *Queue) Quarantine(queue, id string) error {
+	return os.Rename(q.Path(queue, id), filepath.Join(q.Dir, Corrupt, id))
+}
+
+// Logger is what recovery reports to (the master's mail log).
+type Logger interface {
+	Infof(format string, args ...any)
+	Warnf(format string, args ...any)
+}
+
+// Recover runs at start: messages left in active by a crash or a stop go
+// back to incoming to be scheduled again; every message there is checked,
+// and a file that does not parse goes to corrupt/ with a log line without
+// stopping the rest; leftovers of unfinished writes older than maxTemp are
+// removed. It returns how many messages are waiting in incoming.
+func (q *Queue) Recover(log Logger, maxTemp time.Duration) (int, error) {
+	err := q.Walk(Active, func(e Entry) error {
+		if err := q.Move(e.ID, Active, Incoming); err != nil {
+			log.Warnf("%s: cannot move back to incoming: %v", e.ID, err)
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return 0, err
+	}
+	waiting := 0
+	err = q.Walk(Incoming, func(e Entry) error {
+		_, err := q.Read(Incoming, e.ID)
+		var ce *CorruptError
+		switch {
+		case err == nil:
+			waiting++
+		case errors.Is(err, ErrNotReady):
+			if st, serr := os.Stat(e.Path); serr == nil && time.Since(st.ModTime()) > maxTemp {
+				log.Warnf("%s: removing unfinished queue file from %s", e.ID, st.ModTime().Format(time.RFC3339))
+				os.Remove(e.Path)
+			}
+		case errors.As(err, &ce):
+			log.Warnf("%s: %s; moved to %s", e.ID, ce.Reason, Corrupt)
+			if qerr := q.Quarantine(Incoming, e.ID); qerr != nil {
+				log.Warnf("%s: cannot move to %s: %v", e.ID, Corrupt, qerr)
+			}
+		default:
+			log.Warnf("%s: %v", e.ID, err)
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		return waiting, err
+	}
+	// Temp files of interrupted Create calls.
+	for _, name := range []string{Incoming, Maildrop, Hold} {
+		ents, _ := os.ReadDir(filepath.Join(q.Dir, name))
+		for _, e := range ents {
+			if !strings.HasPrefix(e.Name(), "tmp.") {
+				continue
+			}
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > maxTemp {
+				os.Remove(filepath.Join(q.Dir, name, e.Name()))
+			}
+		}
+	}
+	return waiting, nil
+}
