@@ -33,6 +33,12 @@ func TestMain(m *testing.M) {
 // stdout, stderr and the exit code.
 func mailsrv(t *testing.T, dir, name string, args ...string) (string, string, int) {
 	t.Helper()
+	return mailsrvStdin(t, dir, "", name, args...)
+}
+
+// mailsrvStdin is mailsrv with text on standard input.
+func mailsrvStdin(t *testing.T, dir, stdin, name string, args ...string) (string, string, int) {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +51,8 @@ func mailsrv(t *testing.T, dir, name string, args ...string) (string, string, in
 		}
 	}
 	cmd := exec.Command(path, args...)
-	cmd.Env = append(os.Environ(), "MAILSRV_TEST_MAIN=1", "MAILSRV_CONFIG=")
+	cmd.Env = append(os.Environ(), "MAILSRV_TEST_MAIN=1", "MAILSRV_CONFIG=", "TZ=UTC")
+	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

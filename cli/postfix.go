@@ -252,3 +252,26 @@ func lookupUser(name string) (uid, gid int, err error) {
 	gid, _ = strconv.Atoi(u.Gid)
 	return uid, gid, nil
 }
+
+// asMailOwner switches a root process to mail_owner before it touches the
+// queue, so that files and directories it creates belong to the daemon's
+// user (as Postfix's postsuper does). As a normal user it does nothing.
+func asMailOwner(cfg *config.Config) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	uid, gid, err := lookupUser(cfg.Params.MailOwner)
+	if err != nil {
+		return exitf(1, "fatal: mail_owner %s: %v", cfg.Params.MailOwner, err)
+	}
+	if err := syscall.Setgroups([]int{gid}); err != nil {
+		return exitf(1, "fatal: setgroups: %v", err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return exitf(1, "fatal: setgid: %v", err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return exitf(1, "fatal: setuid: %v", err)
+	}
+	return nil
+}

@@ -48,7 +48,7 @@ Go binary, administered with the Postfix commands (postfix, postconf, ...).`,
 	}
 	root.PersistentFlags().StringVarP(&g.configFile, "config", "c", "", "configuration file (default $MAILSRV_CONFIG or "+config.DefaultFile+")")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "debug output on standard error (not in the mail log)")
-	root.AddCommand(newPostconf(g), newPostfix(g))
+	root.AddCommand(newPostconf(g), newPostfix(g), newPostqueue(g), newPostsuper(g), newPostcat(g))
 	return root
 }
 

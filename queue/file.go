@@ -136,7 +136,9 @@ type CorruptError struct {
 	Reason string
 }
 
-func (e *CorruptError) Error() string { return fmt.Sprintf("%s: corrupt queue file: %s", e.Path, e.Reason) }
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("%s: corrupt queue file: %s", e.Path, e.Reason)
+}
 
 // ErrNotReady means the file is still being written (or was abandoned by a
 // crash): it is not a message yet.

@@ -196,3 +196,78 @@ func (q *Queue) Recover(log Logger, maxTemp time.Duration) (int, error) {
 	}
 	return waiting, nil
 }
+
+// Purge removes temporary and unfinished queue files older than age, in
+// every message queue (postsuper -p). It returns how many it removed.
+func (q *Queue) Purge(age time.Duration) (int, error) {
+	n := 0
+	for _, name := range MessageQueues {
+		err := filepath.WalkDir(filepath.Join(q.Dir, name), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			info, err := d.Info()
+			if err != nil || time.Since(info.ModTime()) <= age {
+				return nil
+			}
+			if strings.HasPrefix(d.Name(), "tmp.") || (ValidID(d.Name()) && info.Mode().Perm()&0o700 != modeReady) {
+				if os.Remove(path) == nil {
+					n++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Repair moves message and log files that are not where hash_queue_names
+// and hash_queue_depth put them (after those settings changed, or after a
+// restore), and removes hashed subdirectories a queue no longer uses
+// (postsuper -s). bogus hears about names that are not queue IDs.
+func (q *Queue) Repair(bogus func(path string)) (int, error) {
+	type move struct{ from, to string }
+	var moves []move
+	names := append(append([]string(nil), MessageQueues...), BounceLog, DeferLog, TraceLog)
+	for _, name := range names {
+		err := q.Walk(name, func(e Entry) error {
+			if want := q.Path(name, e.ID); want != e.Path {
+				moves = append(moves, move{e.Path, want})
+			}
+			return nil
+		}, bogus)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return 0, err
+		}
+	}
+	n := 0
+	for _, m := range moves {
+		if err := os.MkdirAll(filepath.Dir(m.to), 0o700); err != nil {
+			return n, err
+		}
+		if err := os.Rename(m.from, m.to); err != nil {
+			return n, err
+		}
+		n++
+	}
+	// Drop empty hash directories (deepest first, as WalkDir lists
+	// parents before children).
+	for _, name := range names {
+		var dirs []string
+		_ = filepath.WalkDir(filepath.Join(q.Dir, name), func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() && path != filepath.Join(q.Dir, name) {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			if !q.hashed[name] {
+				os.Remove(dirs[i]) // only succeeds when empty
+			}
+		}
+	}
+	return n, nil
+}

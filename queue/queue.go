@@ -342,6 +342,26 @@ func (q *Queue) Open(queue, id string, write bool) (*File, error) {
 	return &File{Message: m, f: f}, nil
 }
 
+// OpenPath opens a queue file by its path (postcat FILE).
+func OpenPath(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	m, err := parse(f, path, st)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	m.ID = filepath.Base(path)
+	return &File{Message: m, f: f}, nil
+}
+
 // Read parses a message and closes it again (listing).
 func (q *Queue) Read(queue, id string) (*Message, error) {
 	f, err := q.Open(queue, id, false)

@@ -57,8 +57,11 @@ type Daemon struct {
 	owner     queue.Owner
 
 	stopReq chan string
-	lock    *os.File // the locked pid file
-	ctl     *controlServer
+	// queueChanged tells qmgr to rescan the queue (postsuper, postqueue
+	// -f); buffered 1 so a burst of changes is one wakeup.
+	queueChanged chan struct{}
+	lock         *os.File // the locked pid file
+	ctl          *controlServer
 }
 
 // PIDFile is where the running master records its pid; the file is also
@@ -73,7 +76,7 @@ func Run(opts Options) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{opts: opts, cfg: cfg, listeners: map[string]*sharedListener{}, stopReq: make(chan string, 1)}
+	d := &Daemon{opts: opts, cfg: cfg, listeners: map[string]*sharedListener{}, stopReq: make(chan string, 1), queueChanged: make(chan struct{}, 1)}
 	p := cfg.Params
 	d.log, err = maillog.Open(p.MaillogFile, p.SyslogFacility, p.Myhostname)
 	if err != nil {
@@ -375,7 +378,7 @@ func (d *Daemon) factory(cfg *config.Config, s *config.Service, command string, 
 		params = s.Params
 	}
 	return func() (Service, error) {
-		env := &Env{Config: cfg, Service: s, Params: params, Hard: d.hard,
+		env := &Env{Config: cfg, Service: s, Params: params, Hard: d.hard, QueueChanged: d.queueChanged,
 			Log: d.log.Role(params.SyslogName, command)}
 		if sl != nil {
 			env.Listener = sl.handle()
@@ -491,8 +494,66 @@ func (d *Daemon) control(req Request) Response {
 		default:
 		}
 		return Response{OK: true, PID: os.Getpid()}
+	case "wakeup":
+		d.wakeup()
+		return Response{OK: true}
+	case "flush", "flush-site", "flush-id":
+		return d.flush(req)
 	}
 	return Response{Error: fmt.Sprintf("unknown request %q", req.Cmd)}
+}
+
+// wakeup tells qmgr that the queue changed.
+func (d *Daemon) wakeup() {
+	select {
+	case d.queueChanged <- struct{}{}:
+	default:
+	}
+}
+
+// flush is Postfix's flush service: postqueue -f (all deferred mail),
+// -s SITE (the mail logged for a fast_flush_domains site) and -i ID.
+func (d *Daemon) flush(req Request) Response {
+	d.mu.Lock()
+	p := d.cfg.Params
+	d.mu.Unlock()
+	q := queue.FromConfig(p)
+	var err error
+	switch req.Cmd {
+	case "flush":
+		_, err = q.ReleaseAll()
+	case "flush-id":
+		if len(req.Args) != 1 || !queue.ValidID(req.Args[0]) {
+			return Response{Error: fmt.Sprintf("Invalid request: %q", strings.Join(req.Args, " "))}
+		}
+		err = q.Release(req.Args[0])
+	case "flush-site":
+		if len(req.Args) != 1 || req.Args[0] == "" || strings.ContainsAny(req.Args[0], " /\\") {
+			return Response{Error: fmt.Sprintf("Invalid request: %q", strings.Join(req.Args, " "))}
+		}
+		site := strings.ToLower(req.Args[0])
+		if !domainListed(site, p.FastFlushDomains) {
+			return Response{Error: fmt.Sprintf("Flush service is not configured for destination %q", site)}
+		}
+		_, err = q.ReleaseSite(site)
+	}
+	if err != nil {
+		return Response{Error: err.Error()}
+	}
+	d.wakeup()
+	return Response{OK: true}
+}
+
+// domainListed matches a site against a domain list the way Postfix's
+// fast_flush_domains does: the domain itself or any subdomain of it.
+func domainListed(site string, list []string) bool {
+	for _, d := range list {
+		d = strings.ToLower(strings.TrimPrefix(d, "."))
+		if site == d || (!strings.HasPrefix(site, "[") && strings.HasSuffix(site, "."+d)) {
+			return true
+		}
+	}
+	return false
 }
 
 // lookupOwner resolves mail_owner and setgid_group. As a normal user

@@ -22,6 +22,10 @@ type Env struct {
 	// passed: work still in progress must then be abandoned (safely: the
 	// queue keeps everything not yet done).
 	Hard context.Context
+	// QueueChanged receives a value when the queue changed behind the
+	// daemon's back (postsuper, postqueue -f): qmgr rescans. The master
+	// owns it, so it survives a restart of qmgr.
+	QueueChanged <-chan struct{}
 }
 
 // Role builds a service instance from its environment.
