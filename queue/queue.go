@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -47,6 +48,9 @@ type Queue struct {
 	// Fault injection for tests: wrap the file writer, replace fsync.
 	wrapWriter func(io.Writer) io.Writer
 	sync       func(*os.File) error
+
+	syncMu  sync.Mutex
+	syncers map[string]*dirSyncer // group commit per directory
 }
 
 // New opens the queue rooted at dir. hashNames are the queues that use
@@ -282,7 +286,7 @@ func (w *Writer) Commit() error {
 		w.err = cerr
 	}
 	if w.err == nil {
-		w.err = syncDir(filepath.Dir(w.path), w.q.sync)
+		w.err = w.q.dirSync(filepath.Dir(w.path)).Sync()
 	}
 	if w.err != nil {
 		os.Remove(w.path)

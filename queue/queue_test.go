@@ -487,3 +487,131 @@ func TestCrashSafety(t *testing.T) {
 		t.Errorf("Recover counted %d, want %d", n, ready)
 	}
 }
+
+// TestAdminDuringDelivery: postsuper moves or deletes a message while a
+// delivery agent has it open and locked. The agent's done marks follow
+// the file (same inode) and nothing is resurrected or damaged.
+func TestAdminDuringDelivery(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	id := enqueue(t, q, Incoming, 1, 500, Recipient{Addr: "a@example.com"}, Recipient{Addr: "b@example.com"})
+	if err := q.Move(id, Incoming, Active); err != nil {
+		t.Fatal(err)
+	}
+	f, err := q.Open(Active, id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	// A second opener (another agent, or postsuper checking) sees the lock.
+	g, err := q.Open(Active, id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Lock(); !errors.Is(err, ErrLocked) {
+		t.Errorf("second lock: %v", err)
+	}
+	g.Close()
+	// postsuper -h while delivering.
+	if err := q.Move(id, Active, Hold); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.MarkDone(&f.Recipients[0]); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	m, err := q.Read(Hold, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := m.Pending(); len(p) != 1 || p[0].Addr != "b@example.com" {
+		t.Errorf("held message lost the done mark: %+v", p)
+	}
+	// postsuper -d while delivering: the agent finishes on its open file,
+	// and the message stays deleted.
+	f, err = q.Open(Hold, id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Remove(Hold, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.MarkDone(&f.Recipients[1]); err != nil {
+		t.Errorf("done mark on a deleted message: %v", err)
+	}
+	f.Close()
+	if _, err := q.Find(id); err == nil {
+		t.Error("deleted message is back")
+	}
+}
+
+func TestRepairAndPurge(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	id := enqueue(t, q, Incoming, 1, 100, Recipient{Addr: "a@example.com"})
+	// Misplaced: a deferred file at the top of deferred/ (as after
+	// hash_queue_depth changed), and a hashed subdirectory in incoming.
+	if err := os.Rename(q.Path(Incoming, id), filepath.Join(q.Dir, Deferred, id)); err != nil {
+		t.Fatal(err)
+	}
+	id2 := enqueue(t, q, Incoming, 2, 100, Recipient{Addr: "b@example.com"})
+	sub := filepath.Join(q.Dir, Incoming, "A")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(q.Path(Incoming, id2), filepath.Join(sub, id2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(q.Dir, Hold, "not-a-queue-id"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var bogus []string
+	n, err := q.Repair(func(p string) { bogus = append(bogus, p) })
+	if err != nil || n != 2 {
+		t.Fatalf("Repair moved %d: %v", n, err)
+	}
+	if _, err := q.Read(Deferred, id); err != nil {
+		t.Errorf("deferred file not rehashed: %v", err)
+	}
+	if _, err := q.Read(Incoming, id2); err != nil {
+		t.Errorf("incoming file not moved up: %v", err)
+	}
+	if _, err := os.Stat(sub); err == nil {
+		t.Error("empty hash directory left in incoming")
+	}
+	if len(bogus) != 1 || !strings.HasSuffix(bogus[0], "hold/not-a-queue-id") {
+		t.Errorf("bogus = %v", bogus)
+	}
+
+	// Purge: old unfinished files go, fresh ones and messages stay.
+	w, err := q.Create(Incoming, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := w.Path()
+	w.f.Close() // abandoned, as by a crash
+	week := time.Now().Add(-8 * 24 * time.Hour)
+	if err := os.Chtimes(old, week, week); err != nil {
+		t.Fatal(err)
+	}
+	w2, err := q.Create(Incoming, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Abort()
+	n, err = q.Purge(7 * 24 * time.Hour)
+	if err != nil || n != 1 {
+		t.Errorf("Purge removed %d: %v", n, err)
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Error("old unfinished file survived")
+	}
+	if _, err := os.Stat(w2.Path()); err != nil {
+		t.Error("fresh file in progress was purged")
+	}
+	if _, err := q.Read(Incoming, id2); err != nil {
+		t.Error("a message was purged")
+	}
+}

@@ -144,13 +144,18 @@ func (d *Daemon) start() (err error) {
 	if err := d.writePID(); err != nil {
 		return err
 	}
-	if err := d.startControl(); err != nil {
-		return err
-	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.hard, d.hardC = context.WithCancel(context.Background())
 	d.sup = NewSupervisor(d.mlog, p.ServiceThrottleTime)
+	// The control socket last: a request may come in at once.
+	d.mu.Lock()
 	d.startServices(cfg)
+	d.mu.Unlock()
+	if err := d.startControl(); err != nil {
+		d.cancel()
+		d.sup.StopAll()
+		return err
+	}
 	d.mlog.Infof("daemon started -- version %s, configuration %s", config.Version, absPath(cfg.File))
 	return nil
 }
@@ -213,8 +218,9 @@ func (d *Daemon) shutdown(reason string) {
 	d.ctl.ln.Close()
 	d.mu.Lock()
 	d.closeListeners(nil)
-	timeout := d.cfg.Params.StopTimeout
+	p := d.cfg.Params
 	d.mu.Unlock()
+	timeout := p.StopTimeout
 	d.cancel()
 	d.sup.StopAll()
 	wctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -228,8 +234,8 @@ func (d *Daemon) shutdown(reason string) {
 		cancel()
 	}
 	d.hardC()
-	os.Remove(ControlSocket(d.cfg.Params.QueueDirectory))
-	os.Remove(PIDFile(d.cfg.Params.QueueDirectory))
+	os.Remove(ControlSocket(p.QueueDirectory))
+	os.Remove(PIDFile(p.QueueDirectory))
 	d.mlog.Infof("daemon stopped")
 	d.lock.Close()
 }
