@@ -82,6 +82,23 @@ const jsonFixture = `{"queue_name":"active","queue_id":"4TpXvC0sf8z9HdB","arriva
 {"queue_name":"hold","queue_id":"4TpWqR0Bc2zKk9","arrival_time":1709629304,"message_size":980,"forced_expire":true,"sender":"","recipients":[{"address":"carol@example.com"}]}
 `
 
+// deferredMessages puts n messages in the deferred queue.
+func deferredMessages(t *testing.T, q *queue.Queue, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := 0; i < n; i++ {
+		id, err := q.Inject(queue.Incoming, queue.Envelope{Sender: "s@example.org", Recipients: []queue.Recipient{{Addr: "r@example.net"}}}, strings.NewReader("Subject: x\n\nbody\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Move(id, queue.Incoming, queue.Deferred); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // giveQueue hands files the test wrote (as root) to the daemon's user, as
 // if the daemon had written them.
 func giveQueue(t *testing.T, dir, owner string) {
@@ -186,17 +203,7 @@ func TestPostsuperOnRunningDaemon(t *testing.T) {
 	}
 	defer mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
 	q := queue.New(filepath.Join(dir, "run/spool"), []string{queue.Deferred, queue.DeferLog}, 1)
-	var ids []string
-	for i := 0; i < 4; i++ {
-		id, err := q.Inject(queue.Incoming, queue.Envelope{Sender: "s@example.org", Recipients: []queue.Recipient{{Addr: "r@example.net"}}}, strings.NewReader("Subject: x\n\nbody\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Move(id, queue.Incoming, queue.Deferred); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
+	ids := deferredMessages(t, q, 4)
 	giveQueue(t, dir, owner)
 	in := func(where, id string) bool { _, err := os.Stat(q.Path(where, id)); return err == nil }
 	run := func(args ...string) string {
@@ -270,17 +277,7 @@ func TestPostqueueFlush(t *testing.T) {
 	}
 	defer mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
 	q := queue.New(filepath.Join(dir, "run/spool"), []string{queue.Deferred, queue.DeferLog}, 1)
-	var ids []string
-	for i := 0; i < 3; i++ {
-		id, err := q.Inject(queue.Incoming, queue.Envelope{Sender: "s@example.org", Recipients: []queue.Recipient{{Addr: "r@example.net"}}}, strings.NewReader("x\n"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := q.Move(id, queue.Incoming, queue.Deferred); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
+	ids := deferredMessages(t, q, 3)
 	giveQueue(t, dir, owner)
 	if _, errOut, code := mailsrv(t, dir, "postqueue", "-c", "mailsrv.toml", "-i", ids[0]); code != 0 {
 		t.Fatalf("postqueue -i: %s", errOut)

@@ -323,32 +323,23 @@ type File struct {
 // Open opens and parses a message. write asks for a read-write handle (for
 // done marks and warning updates).
 func (q *Queue) Open(queue, id string, write bool) (*File, error) {
-	path := q.Path(queue, id)
 	flag := os.O_RDONLY
 	if write {
 		flag = os.O_RDWR
 	}
-	f, err := os.OpenFile(path, flag, 0)
+	f, err := openPath(q.Path(queue, id), flag)
 	if err != nil {
 		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	m, err := parse(f, path, st)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	m.ID, m.Queue = id, queue
-	return &File{Message: m, f: f}, nil
+	f.Queue = queue
+	return f, nil
 }
 
 // OpenPath opens a queue file by its path (postcat FILE).
-func OpenPath(path string) (*File, error) {
-	f, err := os.Open(path)
+func OpenPath(path string) (*File, error) { return openPath(path, os.O_RDONLY) }
+
+func openPath(path string, flag int) (*File, error) {
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, err
 	}
