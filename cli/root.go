@@ -48,7 +48,11 @@ Go binary, administered with the Postfix commands (postfix, postconf, ...).`,
 	}
 	root.PersistentFlags().StringVarP(&g.configFile, "config", "c", "", "configuration file (default $MAILSRV_CONFIG or "+config.DefaultFile+")")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "debug output on standard error (not in the mail log)")
-	root.AddCommand(newPostconf(g), newPostfix(g), newPostqueue(g), newPostsuper(g), newPostcat(g))
+	newaliases := newPostmap(g, true)
+	newaliases.Use = "newaliases"
+	newaliases.Short = "Rebuild the alias databases (postalias $alias_database)"
+	root.AddCommand(newPostconf(g), newPostfix(g), newPostqueue(g), newPostsuper(g), newPostcat(g),
+		newPostmap(g, false), newPostmap(g, true), newaliases)
 	return root
 }
 

@@ -58,6 +58,8 @@ type Params struct {
 	LocalHeaderRewriteClients    []string `pf:"local_header_rewrite_clients" def:"permit_inet_interfaces" doc:"clients whose header addresses are rewritten as local"`
 	RemoteHeaderRewriteDomain    string   `pf:"remote_header_rewrite_domain" def:"" doc:"domain appended to incomplete header addresses from remote clients (empty = do not rewrite)"`
 
+	DefaultDatabaseType string `pf:"default_database_type" def:"hash" enum:"hash|cdb" doc:"table type postmap and postalias build when none is given"`
+
 	// Local and virtual delivery.
 	AliasMaps             []string `pf:"alias_maps" kind:"maps" def:"hash:/etc/aliases" doc:"alias tables used by local delivery"`
 	AliasDatabase         []string `pf:"alias_database" kind:"maps" def:"hash:/etc/aliases" doc:"alias tables rebuilt by newaliases"`
