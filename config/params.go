@@ -34,29 +34,46 @@ type Params struct {
 	ProxyInterfaces []string `pf:"proxy_interfaces" def:"" doc:"addresses of NAT or proxy devices that forward mail to this host"`
 
 	// Routing.
-	RelayDomains                 []string `pf:"relay_domains" def:"" doc:"domains this host relays mail to (besides its own)"`
-	Relayhost                    string   `pf:"relayhost" def:"" doc:"next hop for all non-local mail, e.g. [smtp.example.com]:587 (empty = direct delivery via DNS)"`
-	RelayTransport               string   `pf:"relay_transport" def:"relay" doc:"transport for mail to relay_domains"`
-	DefaultTransport             string   `pf:"default_transport" def:"smtp" doc:"transport for mail to remote destinations"`
-	LocalTransport               string   `pf:"local_transport" def:"local:$myhostname" doc:"transport for mail to mydestination"`
-	VirtualTransport             string   `pf:"virtual_transport" def:"virtual" doc:"transport for mail to virtual_mailbox_domains"`
-	TransportMaps                []string `pf:"transport_maps" kind:"maps" def:"" doc:"lookup tables that map recipients or domains to transport:nexthop"`
-	RecipientDelimiter           string   `pf:"recipient_delimiter" def:"" doc:"separator between user name and address extension (e.g. +)"`
-	AppendAtMyorigin             bool     `pf:"append_at_myorigin" def:"yes" doc:"append @$myorigin to addresses without a domain"`
-	AppendDotMydomain            bool     `pf:"append_dot_mydomain" def:"no" doc:"append .$mydomain to domains without a dot"`
-	SwapBangpath                 bool     `pf:"swap_bangpath" def:"yes" doc:"rewrite site!user to user@site"`
-	AllowPercentHack             bool     `pf:"allow_percent_hack" def:"yes" doc:"rewrite user%domain to user@domain"`
-	ResolveDequotedAddress       bool     `pf:"resolve_dequoted_address" def:"yes" doc:"look inside quoted local parts when resolving (blocks relay tricks)"`
-	AllowUntrustedRouting        bool     `pf:"allow_untrusted_routing" def:"no" doc:"allow sender-specified routing (user%host@relay.domain) into relay_domains"`
-	EmptyAddressRecipient        string   `pf:"empty_address_recipient" def:"MAILER-DAEMON" doc:"recipient of mail addressed to the null address"`
-	CanonicalMaps                []string `pf:"canonical_maps" kind:"maps" def:"" doc:"address mapping for envelope and header addresses"`
-	SenderCanonicalMaps          []string `pf:"sender_canonical_maps" kind:"maps" def:"" doc:"address mapping for sender addresses"`
-	RecipientCanonicalMaps       []string `pf:"recipient_canonical_maps" kind:"maps" def:"" doc:"address mapping for recipient addresses"`
-	MasqueradeDomains            []string `pf:"masquerade_domains" def:"" doc:"domains whose subdomains are hidden in sender addresses"`
-	PropagateUnmatchedExtensions []string `pf:"propagate_unmatched_extensions" def:"canonical, virtual" doc:"table classes that keep an address extension that the lookup ignored"`
-	AlwaysBcc                    string   `pf:"always_bcc" def:"" doc:"address that receives a copy of every message"`
-	LocalHeaderRewriteClients    []string `pf:"local_header_rewrite_clients" def:"permit_inet_interfaces" doc:"clients whose header addresses are rewritten as local"`
-	RemoteHeaderRewriteDomain    string   `pf:"remote_header_rewrite_domain" def:"" doc:"domain appended to incomplete header addresses from remote clients (empty = do not rewrite)"`
+	RelayDomains                        []string `pf:"relay_domains" def:"" doc:"domains this host relays mail to (besides its own)"`
+	Relayhost                           string   `pf:"relayhost" def:"" doc:"next hop for all non-local mail, e.g. [smtp.example.com]:587 (empty = direct delivery via DNS)"`
+	RelayTransport                      string   `pf:"relay_transport" def:"relay" doc:"transport for mail to relay_domains"`
+	DefaultTransport                    string   `pf:"default_transport" def:"smtp" doc:"transport for mail to remote destinations"`
+	LocalTransport                      string   `pf:"local_transport" def:"local:$myhostname" doc:"transport for mail to mydestination"`
+	VirtualTransport                    string   `pf:"virtual_transport" def:"virtual" doc:"transport for mail to virtual_mailbox_domains"`
+	TransportMaps                       []string `pf:"transport_maps" kind:"maps" def:"" doc:"lookup tables that map recipients or domains to transport:nexthop"`
+	RecipientDelimiter                  string   `pf:"recipient_delimiter" def:"" doc:"separator between user name and address extension (e.g. +)"`
+	AppendAtMyorigin                    bool     `pf:"append_at_myorigin" def:"yes" doc:"append @$myorigin to addresses without a domain"`
+	AppendDotMydomain                   bool     `pf:"append_dot_mydomain" def:"no" doc:"append .$mydomain to domains without a dot"`
+	SwapBangpath                        bool     `pf:"swap_bangpath" def:"yes" doc:"rewrite site!user to user@site"`
+	AllowPercentHack                    bool     `pf:"allow_percent_hack" def:"yes" doc:"rewrite user%domain to user@domain"`
+	ResolveDequotedAddress              bool     `pf:"resolve_dequoted_address" def:"yes" doc:"look inside quoted local parts when resolving (blocks relay tricks)"`
+	AllowUntrustedRouting               bool     `pf:"allow_untrusted_routing" def:"no" doc:"allow sender-specified routing (user%host@relay.domain) into relay_domains"`
+	EmptyAddressRecipient               string   `pf:"empty_address_recipient" def:"MAILER-DAEMON" doc:"recipient of mail addressed to the null address"`
+	CanonicalMaps                       []string `pf:"canonical_maps" kind:"maps" def:"" doc:"address mapping for envelope and header addresses"`
+	SenderCanonicalMaps                 []string `pf:"sender_canonical_maps" kind:"maps" def:"" doc:"address mapping for sender addresses"`
+	RecipientCanonicalMaps              []string `pf:"recipient_canonical_maps" kind:"maps" def:"" doc:"address mapping for recipient addresses"`
+	MasqueradeDomains                   []string `pf:"masquerade_domains" def:"" doc:"domains whose subdomains are hidden in sender addresses"`
+	PropagateUnmatchedExtensions        []string `pf:"propagate_unmatched_extensions" def:"canonical, virtual" doc:"table classes that keep an address extension that the lookup ignored"`
+	VirtualAliasRecursionLimit          int      `pf:"virtual_alias_recursion_limit" def:"1000" doc:"deepest nesting of virtual alias expansion"`
+	VirtualAliasExpansionLimit          int      `pf:"virtual_alias_expansion_limit" def:"1000" doc:"most addresses one virtual alias expansion may produce"`
+	VirtualAliasAddressLengthLimit      int      `pf:"virtual_alias_address_length_limit" def:"1000" doc:"longest address produced by virtual alias expansion"`
+	DuplicateFilterLimit                int      `pf:"duplicate_filter_limit" def:"1000" doc:"addresses remembered to drop duplicate recipients"`
+	MasqueradeExceptions                []string `pf:"masquerade_exceptions" def:"" doc:"local parts never masqueraded (e.g. root)"`
+	MasqueradeClasses                   []string `pf:"masquerade_classes" def:"envelope_sender, header_sender, header_recipient" doc:"which addresses masquerade_domains applies to"`
+	CanonicalClasses                    []string `pf:"canonical_classes" def:"envelope_sender, envelope_recipient, header_sender, header_recipient" doc:"which addresses canonical_maps applies to"`
+	SenderCanonicalClasses              []string `pf:"sender_canonical_classes" def:"envelope_sender, header_sender" doc:"which addresses sender_canonical_maps applies to"`
+	RecipientCanonicalClasses           []string `pf:"recipient_canonical_classes" def:"envelope_recipient, header_recipient" doc:"which addresses recipient_canonical_maps applies to"`
+	SenderDependentRelayhostMaps        []string `pf:"sender_dependent_relayhost_maps" kind:"maps" def:"" doc:"relayhost per sender address or domain"`
+	SenderDependentDefaultTransportMaps []string `pf:"sender_dependent_default_transport_maps" kind:"maps" def:"" doc:"default_transport per sender address or domain"`
+	RelocatedMaps                       []string `pf:"relocated_maps" kind:"maps" def:"" doc:"addresses of users who have moved (bounced with their new address)"`
+	ResolveNullDomain                   bool     `pf:"resolve_null_domain" def:"no" doc:"accept user@ (an empty domain) as user@$myhostname"`
+	ResolveNumericDomain                bool     `pf:"resolve_numeric_domain" def:"no" doc:"accept user@1.2.3.4 (an IP address without brackets) as a domain"`
+	AllowMinUser                        bool     `pf:"allow_min_user" def:"no" doc:"allow addresses whose local part starts with -"`
+	ParentDomainMatchesSubdomains       []string `pf:"parent_domain_matches_subdomains" def:"debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,qmqpd_authorized_clients,relay_domains,smtpd_access_maps" doc:"lists where example.com also matches sub.example.com"`
+	EnableOriginalRecipient             bool     `pf:"enable_original_recipient" def:"yes" doc:"record each recipient's address before rewriting"`
+	AlwaysBcc                           string   `pf:"always_bcc" def:"" doc:"address that receives a copy of every message"`
+	LocalHeaderRewriteClients           []string `pf:"local_header_rewrite_clients" def:"permit_inet_interfaces" doc:"clients whose header addresses are rewritten as local"`
+	RemoteHeaderRewriteDomain           string   `pf:"remote_header_rewrite_domain" def:"" doc:"domain appended to incomplete header addresses from remote clients (empty = do not rewrite)"`
 
 	DefaultDatabaseType string `pf:"default_database_type" def:"hash" enum:"hash|cdb" doc:"table type postmap and postalias build when none is given"`
 
