@@ -298,3 +298,61 @@ func TestPostqueueFlush(t *testing.T) {
 		}
 	}
 }
+
+func TestPostmapCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	re := filepath.Join(dir, "re")
+	if err := os.WriteFile(re, []byte("/^(.*)@example\\.com$/ $1@other.example\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Postfix's own idiom, without any configuration file.
+	out, errOut, code := mailsrv(t, dir, "postmap", "-q", "user@example.com", "regexp:"+re)
+	if code != 0 || out != "user@other.example\n" {
+		t.Errorf("postmap -q regexp: %d %q %q", code, out, errOut)
+	}
+	if _, _, code := mailsrv(t, dir, "postmap", "-q", "user@example.net", "regexp:"+re); code != 1 {
+		t.Errorf("not found: exit %d", code)
+	}
+	if _, errOut, code := mailsrv(t, dir, "postmap", "-q", "x", "regexp:"+filepath.Join(dir, "missing")); code != 2 || !strings.Contains(errOut, "no such file") {
+		t.Errorf("missing table: exit %d %q", code, errOut)
+	}
+	src := filepath.Join(dir, "virtual")
+	if err := os.WriteFile(src, []byte("Alice@Example.com alice\nbob@example.com bob\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := mailsrv(t, dir, "postmap", src); code != 0 {
+		t.Fatalf("build: %d %s", code, errOut)
+	}
+	if st, err := os.Stat(src + ".db"); err != nil || st.Mode().Perm() != 0o640 {
+		t.Errorf("built table: %v %v", st, err)
+	}
+	out, _, code = mailsrvStdin(t, dir, "alice@example.com\nnobody@example.com\nBOB@example.com\n", "postmap", "-q", "-", "hash:"+src)
+	if code != 0 || out != "alice@example.com\talice\nBOB@example.com\tbob\n" {
+		t.Errorf("postmap -q -: %d %q", code, out)
+	}
+	if _, _, code := mailsrv(t, dir, "postmap", "-d", "bob@example.com", src); code != 0 {
+		t.Errorf("postmap -d: exit %d", code)
+	}
+	out, _, _ = mailsrv(t, dir, "postmap", "-s", src)
+	if out != "alice@example.com\talice\n" {
+		t.Errorf("postmap -s after -d: %q", out)
+	}
+
+	// newaliases builds alias_database from the configuration.
+	aliases := filepath.Join(dir, "aliases")
+	if err := os.WriteFile(aliases, []byte("postmaster: root\nroot: admin@example.com\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "mailsrv.toml")
+	if err := os.WriteFile(cfg, []byte("alias_database = [\"hash:aliases\"]\nalias_maps = [\"hash:aliases\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := mailsrv(t, dir, "newaliases", "-c", cfg); code != 0 {
+		t.Fatalf("newaliases: %d %s", code, errOut)
+	}
+	out, _, code = mailsrv(t, dir, "postalias", "-c", cfg, "-q", "root", "hash:"+aliases)
+	if code != 0 || out != "admin@example.com\n" {
+		t.Errorf("postalias -q: %d %q", code, out)
+	}
+}

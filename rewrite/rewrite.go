@@ -33,8 +33,8 @@ type Rewriter struct {
 	mydestination, relayDomains, virtualAlias, virtualMailbox *DomainList
 
 	canonical, senderCanonical, recipientCanonical []*maps.Map
-	virtualAliasMaps, transportMaps, relocated       []*maps.Map
-	senderRelayhost, senderTransport                 []*maps.Map
+	virtualAliasMaps, transportMaps, relocated     []*maps.Map
+	senderRelayhost, senderTransport               []*maps.Map
 
 	ownAddrs map[netip.Addr]bool
 }
