@@ -16,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"mailsrv/config"
 )
 
 // ErrTemp wraps every lookup error: the caller defers (4xx), it never
@@ -302,7 +304,7 @@ func parseInline(name string) (table, error) {
 		return nil, errors.New("expected inline:{ key=value, ... }")
 	}
 	t := memTable{}
-	for _, el := range splitBraced(inner) {
+	for _, el := range config.SplitList(inner) {
 		el = strings.TrimSpace(el)
 		if b, ok := braced(el); ok {
 			el = b
@@ -329,41 +331,13 @@ func braced(s string) (string, bool) {
 	return strings.TrimSpace(s[1 : len(s)-1]), true
 }
 
-// splitBraced splits at commas and white space outside braces.
-func splitBraced(s string) []string {
-	var out []string
-	depth, start := 0, -1
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '{':
-			depth++
-		case c == '}':
-			depth--
-		case depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n'):
-			if start >= 0 {
-				out = append(out, s[start:i])
-				start = -1
-			}
-			continue
-		}
-		if start < 0 {
-			start = i
-		}
-	}
-	if start >= 0 {
-		out = append(out, s[start:])
-	}
-	return out
-}
-
 func subMaps(name string) ([]*Map, error) {
 	inner, ok := braced(name)
 	if !ok {
 		return nil, errors.New("expected {type:name, ...}")
 	}
 	var out []*Map
-	for _, spec := range splitBraced(inner) {
+	for _, spec := range config.SplitList(inner) {
 		m, err := newMap(spec)
 		if err != nil {
 			return nil, err

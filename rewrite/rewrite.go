@@ -547,25 +547,15 @@ const (
 // then masquerade_domains where masquerade_classes says so.
 func (r *Rewriter) Canonical(addr, class string) (string, error) {
 	p := r.p
-	steps := []struct {
+	type step struct {
 		tables  []*maps.Map
 		classes []string
-	}{}
-	if class == EnvelopeSender || class == HeaderSender {
-		steps = append(steps, struct {
-			tables  []*maps.Map
-			classes []string
-		}{r.senderCanonical, p.SenderCanonicalClasses})
-	} else {
-		steps = append(steps, struct {
-			tables  []*maps.Map
-			classes []string
-		}{r.recipientCanonical, p.RecipientCanonicalClasses})
 	}
-	steps = append(steps, struct {
-		tables  []*maps.Map
-		classes []string
-	}{r.canonical, p.CanonicalClasses})
+	first := step{r.recipientCanonical, p.RecipientCanonicalClasses}
+	if class == EnvelopeSender || class == HeaderSender {
+		first = step{r.senderCanonical, p.SenderCanonicalClasses}
+	}
+	steps := []step{first, {r.canonical, p.CanonicalClasses}}
 	for _, s := range steps {
 		if len(s.tables) == 0 || !slices.Contains(s.classes, class) {
 			continue
