@@ -77,8 +77,11 @@ func (q *Queue) listOne(name string, e Entry) (*Listed, error) {
 		l.Recipients = append(l.Recipients, ListedRecipient{Addr: s.Recipient, Orig: s.Original, BounceReason: s.Reason})
 		listed[s.Offset], byAddr[s.Recipient] = true, true
 	}
+	// Status logs written with recipient offsets identify recipients by
+	// offset; older or hand-written ones by address.
+	byOffset := listedOffsets(deferred, bounced)
 	for _, r := range m.Recipients {
-		if r.Done || listed[r.Offset] || (byAddr[r.Addr] && !listedOffsets(deferred, bounced)) {
+		if r.Done || listed[r.Offset] || (!byOffset && byAddr[r.Addr]) {
 			continue
 		}
 		l.Recipients = append(l.Recipients, ListedRecipient{Addr: r.Addr, Orig: r.Orig})
