@@ -122,12 +122,15 @@ type Params struct {
 	StopTimeout          time.Duration `pf:"mailsrv_stop_timeout" unit:"s" def:"30s" doc:"mailsrv only: how long postfix stop waits for sessions and deliveries in progress"`
 
 	// Message limits.
-	MessageSizeLimit        int `pf:"message_size_limit" def:"10240000" doc:"largest message in bytes, envelope and headers included"`
-	HeaderSizeLimit         int `pf:"header_size_limit" def:"102400" doc:"largest message header in bytes"`
-	LineLengthLimit         int `pf:"line_length_limit" def:"2048" doc:"longer lines are stored in pieces"`
-	HopcountLimit           int `pf:"hopcount_limit" def:"50" doc:"most Received: headers before mail is bounced as a loop"`
-	HeaderAddressTokenLimit int `pf:"header_address_token_limit" def:"10240" doc:"most tokens parsed in one address header"`
-	MimeNestingLimit        int `pf:"mime_nesting_limit" def:"100" doc:"deepest MIME nesting inspected"`
+	MessageSizeLimit        int      `pf:"message_size_limit" def:"10240000" doc:"largest message in bytes, envelope and headers included"`
+	HeaderSizeLimit         int      `pf:"header_size_limit" def:"102400" doc:"largest message header in bytes"`
+	LineLengthLimit         int      `pf:"line_length_limit" def:"2048" doc:"longer lines are stored in pieces"`
+	HopcountLimit           int      `pf:"hopcount_limit" def:"50" doc:"most Received: headers before mail is bounced as a loop"`
+	HeaderAddressTokenLimit int      `pf:"header_address_token_limit" def:"10240" doc:"most tokens parsed in one address header"`
+	AlwaysAddMissingHeaders bool     `pf:"always_add_missing_headers" def:"no" doc:"add Date, Message-ID and From to mail from remote clients too"`
+	MessageDropHeaders      []string `pf:"message_drop_headers" def:"bcc, content-length, resent-bcc, return-path" doc:"headers removed from every message"`
+	CleanupReplaceStrayCRLF bool     `pf:"cleanup_replace_stray_cr_lf" def:"yes" doc:"replace a CR or LF inside a content line with a space"`
+	MimeNestingLimit        int      `pf:"mime_nesting_limit" def:"100" doc:"deepest MIME nesting inspected"`
 
 	// smtpd.
 	SmtpdBanner                      string        `pf:"smtpd_banner" def:"$myhostname ESMTP $mail_name" doc:"text after 220 in the SMTP greeting"`
