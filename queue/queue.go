@@ -183,6 +183,11 @@ func (w *Writer) SetWarnTime(t time.Time) {
 	w.record(recWarn, fmt.Sprintf("%020d", t.Unix()))
 }
 
+// SetCreateTime sets the base of retry backoff and expiry when it is not
+// the arrival time (postsuper -r restarts a message's clock); a later c
+// record wins over the one Create wrote.
+func (w *Writer) SetCreateTime(t time.Time) { w.record(recCreate, strconv.FormatInt(t.Unix(), 10)) }
+
 // SetAttr records an attribute. Names and values must not contain NUL, CR
 // or LF; names no '='.
 func (w *Writer) SetAttr(name, value string) {

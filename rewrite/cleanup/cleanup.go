@@ -50,9 +50,13 @@ type Envelope struct {
 	// client_address, helo_name, protocol_name, sasl_method, …).
 	Attrs   map[string]string
 	Arrival time.Time
-	// Received is the Received: header the caller prepends (without the
-	// "Received: " name), as smtpd and pickup build it.
-	Received string
+	// Create, when set, is the base of retry backoff and expiry if it
+	// differs from Arrival (a requeued message restarts its clock).
+	Create time.Time
+	// Received builds the Received: header the caller prepends (without
+	// the "Received: " name), given the new queue ID, as smtpd and pickup
+	// write it.
+	Received func(queueID string) string
 	// LocalHeaders: the client is in the local header rewrite context
 	// (local_header_rewrite_clients), so missing headers are added.
 	LocalHeaders bool
@@ -65,11 +69,11 @@ type Cleanup struct {
 	rw  *rewrite.Rewriter
 	log *maillog.Logger
 	// wake tells qmgr about new mail (may be nil).
-	wake chan<- struct{}
+	wake func()
 }
 
 // New returns a cleanup for a configuration.
-func New(p *config.Params, q *queue.Queue, rw *rewrite.Rewriter, log *maillog.Logger, wake chan<- struct{}) *Cleanup {
+func New(p *config.Params, q *queue.Queue, rw *rewrite.Rewriter, log *maillog.Logger, wake func()) *Cleanup {
 	return &Cleanup{p: p, q: q, rw: rw, log: log, wake: wake}
 }
 
@@ -147,6 +151,9 @@ func (c *Cleanup) Open(env Envelope) (*Message, error) {
 		c.log.Warnf("create queue file: %v", err)
 		return nil, ErrWrite
 	}
+	if !env.Create.IsZero() {
+		w.SetCreateTime(env.Create)
+	}
 	for _, name := range sortedKeys(env.Attrs) {
 		w.SetAttr(name, env.Attrs[name])
 	}
@@ -156,8 +163,8 @@ func (c *Cleanup) Open(env Envelope) (*Message, error) {
 	}
 	env.Sender = sender
 	m := &Message{c: c, w: w, env: env, inHeader: true, seen: map[string]bool{}}
-	if env.Received != "" {
-		m.put([]byte("Received: " + env.Received + "\n"))
+	if env.Received != nil {
+		m.put([]byte("Received: " + env.Received(w.ID()) + "\n"))
 	}
 	return m, nil
 }
@@ -409,10 +416,7 @@ func (m *Message) Finish() error {
 		return ErrWrite
 	}
 	if m.c.wake != nil {
-		select {
-		case m.c.wake <- struct{}{}:
-		default:
-		}
+		m.c.wake()
 	}
 	return nil
 }

@@ -48,7 +48,13 @@ header_size_limit = 1000
 	logs := &bytes.Buffer{}
 	q := queue.FromConfig(cfg.Params)
 	wake := make(chan struct{}, 1)
-	return &env{c: New(cfg.Params, q, rw, maillog.New(logs, "mx").Role("mailsrv", "cleanup"), wake), q: q, logs: logs, wake: wake}
+	notify := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	return &env{c: New(cfg.Params, q, rw, maillog.New(logs, "mx").Role("mailsrv", "cleanup"), notify), q: q, logs: logs, wake: wake}
 }
 
 func (e *env) run(t *testing.T, en Envelope, content string, chunk int) (*queue.File, error) {
@@ -97,7 +103,9 @@ func TestRemoteMessage(t *testing.T) {
 			Recipients: []queue.Recipient{{Addr: "team@our.dom", ORCPT: "rfc822;team@our.dom", Notify: queue.NotifyFailure}, {Addr: "postmaster"}},
 			Attrs:      map[string]string{"client_address": "192.0.2.1"},
 			Arrival:    arrival,
-			Received:   "from client.example (client.example [192.0.2.1])\n\tby mx.our.dom (mailsrv) with ESMTP id X\n\tfor <team@our.dom>; Sat, 21 Nov 2026 10:00:00 +0000 (UTC)",
+			Received: func(id string) string {
+				return "from client.example (client.example [192.0.2.1])\n\tby mx.our.dom (mailsrv) with ESMTP id X\n\tfor <team@our.dom>; Sat, 21 Nov 2026 10:00:00 +0000 (UTC)"
+			},
 		}, "Return-Path: <forged@evil>\nSubject: hi\n  there\nMessage-ID: <abc@example.net>\nbcc: secret@x\n\nbody\r with stray CR\n", chunk)
 		if err != nil {
 			t.Fatal(err)
@@ -159,7 +167,7 @@ func TestLimits(t *testing.T) {
 	rc := []queue.Recipient{{Addr: "bob@example.net"}}
 	// Hop count: 5 Received headers plus ours reach hopcount_limit.
 	hops := strings.Repeat("Received: from a by b\n", 5)
-	_, err := e.run(t, Envelope{Recipients: rc, Received: "from c by d"}, hops+"\nbody\n", 100)
+	_, err := e.run(t, Envelope{Recipients: rc, Received: func(string) string { return "from c by d" }}, hops+"\nbody\n", 100)
 	if !errors.Is(err, ErrHops) {
 		t.Errorf("too many hops: %v", err)
 	}

@@ -57,9 +57,9 @@ type Daemon struct {
 	owner     queue.Owner
 
 	stopReq chan string
-	// queueChanged tells qmgr to rescan the queue (postsuper, postqueue
-	// -f); buffered 1 so a burst of changes is one wakeup.
-	queueChanged chan struct{}
+	// wakeups holds each service's wakeup channel, by service name;
+	// buffered 1 so a burst of changes is one wakeup. Guarded by mu.
+	wakeups map[string]chan struct{}
 	lock         *os.File // the locked pid file
 	ctl          *controlServer
 }
@@ -76,7 +76,7 @@ func Run(opts Options) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{opts: opts, cfg: cfg, listeners: map[string]*sharedListener{}, stopReq: make(chan string, 1), queueChanged: make(chan struct{}, 1)}
+	d := &Daemon{opts: opts, cfg: cfg, listeners: map[string]*sharedListener{}, stopReq: make(chan string, 1), wakeups: map[string]chan struct{}{}}
 	p := cfg.Params
 	d.log, err = maillog.Open(p.MaillogFile, p.SyslogFacility, p.Myhostname)
 	if err != nil {
@@ -380,12 +380,16 @@ func (d *Daemon) startServices(cfg *config.Config) {
 
 func (d *Daemon) factory(cfg *config.Config, s *config.Service, command string, role Role, sl *sharedListener) Factory {
 	params := cfg.Params
+	name := command
 	if s != nil {
-		params = s.Params
+		params, name = s.Params, s.Name
 	}
+	wake := d.wakeChan(name)
 	return func() (Service, error) {
-		env := &Env{Config: cfg, Service: s, Params: params, Hard: d.hard, QueueChanged: d.queueChanged,
-			Log: d.log.Role(params.SyslogName, command)}
+		env := &Env{Config: cfg, Service: s, Params: params, Hard: d.hard, Wakeup: wake,
+			NewMail: func() { d.notify("qmgr") },
+			LogAs:   func(role string) *maillog.Logger { return d.log.Role(params.SyslogName, role) },
+			Log:     d.log.Role(params.SyslogName, command)}
 		if sl != nil {
 			env.Listener = sl.handle()
 		}
@@ -399,14 +403,24 @@ func (d *Daemon) factory(cfg *config.Config, s *config.Service, command string, 
 		if env.Listener == nil {
 			return svc, nil
 		}
-		// Whatever way the instance ends, its handle must stop taking
-		// connections so they go to the next instance.
-		return ServiceFunc(func(ctx context.Context) error {
-			defer env.Listener.Close()
-			return svc.Serve(ctx)
-		}), nil
+		return &listenerService{svc: svc, ln: env.Listener}, nil
 	}
 }
+
+// listenerService is an instance with a handle on a shared socket: the
+// handle stops taking connections when the instance is retired (at once,
+// so that they go to its successor) or ends.
+type listenerService struct {
+	svc Service
+	ln  net.Listener
+}
+
+func (l *listenerService) Serve(ctx context.Context) error {
+	defer l.ln.Close()
+	return l.svc.Serve(ctx)
+}
+
+func (l *listenerService) Retire() { l.ln.Close() }
 
 // lockPID takes the master lock: the pid file, locked for the daemon's
 // lifetime, so two masters never share a queue.
@@ -509,13 +523,33 @@ func (d *Daemon) control(req Request) Response {
 	return Response{Error: fmt.Sprintf("unknown request %q", req.Cmd)}
 }
 
-// wakeup tells qmgr that the queue changed.
-func (d *Daemon) wakeup() {
-	select {
-	case d.queueChanged <- struct{}{}:
-	default:
+// wakeChan returns a service's wakeup channel; called with d.mu held.
+func (d *Daemon) wakeChan(name string) chan struct{} {
+	c, ok := d.wakeups[name]
+	if !ok {
+		c = make(chan struct{}, 1)
+		d.wakeups[name] = c
+	}
+	return c
+}
+
+// notify wakes the named services (all of them when none is named).
+func (d *Daemon) notify(names ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, c := range d.wakeups {
+		if len(names) > 0 && !slices.Contains(names, name) {
+			continue
+		}
+		select {
+		case c <- struct{}{}:
+		default:
+		}
 	}
 }
+
+// wakeup tells every service that the queue changed.
+func (d *Daemon) wakeup() { d.notify() }
 
 // flush is Postfix's flush service: postqueue -f (all deferred mail),
 // -s SITE (the mail logged for a fast_flush_domains site) and -i ID.

@@ -55,6 +55,16 @@ func (sl *sharedListener) acceptLoop() {
 	}
 }
 
+// requeue hands a connection to whichever instance accepts next, or closes
+// it when the socket is closed.
+func (sl *sharedListener) requeue(c net.Conn) {
+	select {
+	case sl.conns <- c:
+	case <-sl.stop:
+		c.Close()
+	}
+}
+
 // close stops accepting; handles then see net.ErrClosed.
 func (sl *sharedListener) close() {
 	sl.once.Do(func() {
@@ -78,6 +88,14 @@ type listenerHandle struct {
 func (h *listenerHandle) Accept() (net.Conn, error) {
 	select {
 	case c := <-h.sl.conns:
+		select {
+		case <-h.closed:
+			// Retired while taking it: the connection belongs to the
+			// next instance.
+			go h.sl.requeue(c)
+			return nil, net.ErrClosed
+		default:
+		}
 		return c, nil
 	case <-h.closed:
 		return nil, net.ErrClosed

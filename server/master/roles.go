@@ -6,6 +6,10 @@ import (
 
 	"mailsrv/config"
 	"mailsrv/maillog"
+	"mailsrv/queue"
+	"mailsrv/rewrite"
+	"mailsrv/rewrite/cleanup"
+	"mailsrv/server/pickup"
 )
 
 // Env is what the master hands a role when it starts an instance of it.
@@ -22,10 +26,15 @@ type Env struct {
 	// passed: work still in progress must then be abandoned (safely: the
 	// queue keeps everything not yet done).
 	Hard context.Context
-	// QueueChanged receives a value when the queue changed behind the
-	// daemon's back (postsuper, postqueue -f): qmgr rescans. The master
-	// owns it, so it survives a restart of qmgr.
-	QueueChanged <-chan struct{}
+	// Wakeup receives a value when the service should look at the queue
+	// now (postsuper, postqueue -f, sendmail). The master owns it, so it
+	// survives a restart of the service.
+	Wakeup <-chan struct{}
+	// NewMail tells qmgr that cleanup queued a message.
+	NewMail func()
+	// LogAs returns a logger for another role run on this service's
+	// behalf (pickup's cleanup logs as mailsrv/cleanup).
+	LogAs func(role string) *maillog.Logger
 }
 
 // Role builds a service instance from its environment.
@@ -35,11 +44,28 @@ type Role func(env *Env) (Service, error)
 // here, in the master, so that they need not import it (the imports run one
 // way: roles below, master above). A command that config accepts but is
 // not listed here is reported at start and by postfix check.
-var roles = map[string]Role{}
+var roles = map[string]Role{
+	"pickup": newPickup,
+}
 
 // builtinRoles run without a [[service]] entry (cleanup, qmgr, … in
 // Postfix terms); an entry with the same name tunes them.
-var builtinRoles []string
+var builtinRoles = []string{"pickup"}
+
+func newPickup(env *Env) (Service, error) {
+	rw, err := rewrite.New(env.Params)
+	if err != nil {
+		return nil, err
+	}
+	q := queue.FromConfig(env.Params)
+	return &pickup.Pickup{
+		P:       env.Params,
+		Q:       q,
+		Cleanup: cleanup.New(env.Params, q, rw, env.LogAs("cleanup"), env.NewMail),
+		Log:     env.Log,
+		Wake:    env.Wakeup,
+	}, nil
+}
 
 // Implemented reports whether this build runs a command.
 func Implemented(command string) bool {

@@ -62,6 +62,14 @@ type slot struct {
 	failures int    // consecutive
 	restarts int
 	lastErr  string
+	svc      Service // the running instance, for Retire
+}
+
+// Retirer is a service that must let go of shared resources (its handle on
+// a listening socket) synchronously when it is replaced, before its
+// successor starts; Serve may still finish its work afterwards.
+type Retirer interface {
+	Retire()
 }
 
 // Status describes one supervised service.
@@ -110,6 +118,9 @@ func (s *Supervisor) Stop(name string) {
 
 // retire cancels an instance; called with s.mu held.
 func (s *Supervisor) retire(sl *slot) {
+	if r, ok := sl.svc.(Retirer); ok {
+		r.Retire()
+	}
 	sl.cancel()
 	s.draining.Add(1)
 	go func() {
@@ -237,6 +248,15 @@ func (s *Supervisor) once(ctx context.Context, sl *slot) (err error) {
 	svc, err := sl.factory()
 	if err != nil {
 		return fmt.Errorf("cannot start: %w", err)
+	}
+	s.mu.Lock()
+	sl.svc = svc
+	s.mu.Unlock()
+	if ctx.Err() != nil {
+		// Replaced while starting: retire now, Serve returns at once.
+		if r, ok := svc.(Retirer); ok {
+			r.Retire()
+		}
 	}
 	return svc.Serve(ctx)
 }
