@@ -60,8 +60,8 @@ type Daemon struct {
 	// wakeups holds each service's wakeup channel, by service name;
 	// buffered 1 so a burst of changes is one wakeup. Guarded by mu.
 	wakeups map[string]chan struct{}
-	lock         *os.File // the locked pid file
-	ctl          *controlServer
+	lock    *os.File // the locked pid file
+	ctl     *controlServer
 }
 
 // PIDFile is where the running master records its pid; the file is also
