@@ -19,7 +19,6 @@ import (
 
 // superOp is one postsuper operation on messages.
 type superOp struct {
-	flag     string
 	ids      []string
 	queues   []string // searched by default (queue.md §7)
 	summary  string   // "Deleted", …
@@ -69,12 +68,12 @@ Trailing queue names limit the queues searched.`,
 				s.structure()
 			}
 			ops := []*superOp{
-				{flag: "d", ids: del, queues: []string{queue.Hold, queue.Incoming, queue.Active, queue.Deferred}, summary: "Deleted", apply: opDelete},
-				{flag: "h", ids: hold, queues: []string{queue.Incoming, queue.Active, queue.Deferred}, summary: "Placed on hold", apply: opHold},
-				{flag: "H", ids: release, queues: []string{queue.Hold}, summary: "Released from hold", apply: opRelease},
-				{flag: "r", ids: requeue, queues: []string{queue.Hold, queue.Incoming, queue.Active, queue.Deferred}, summary: "Requeued", apply: opRequeue},
-				{flag: "e", ids: expire, queues: []string{queue.Hold, queue.Incoming, queue.Active, queue.Deferred}, summary: "Force-expired", apply: opExpire},
-				{flag: "f", ids: expireRelease, queues: []string{queue.Hold, queue.Incoming, queue.Active, queue.Deferred}, summary: "Force-expired"},
+				{ids: del, queues: []string{queue.Hold, queue.Incoming, queue.Active, queue.Deferred}, summary: "Deleted", apply: opDelete},
+				{ids: hold, queues: []string{queue.Incoming, queue.Active, queue.Deferred}, summary: "Placed on hold", apply: opHold},
+				{ids: release, queues: []string{queue.Hold}, summary: "Released from hold", apply: opRelease},
+				{ids: requeue, queues: []string{queue.Hold, queue.Incoming, queue.Active, queue.Deferred}, summary: "Requeued", apply: opRequeue},
+				{ids: expire, queues: []string{queue.Hold, queue.Incoming, queue.Active, queue.Deferred}, summary: "Force-expired", apply: opExpire},
+				{ids: expireRelease, queues: []string{queue.Hold, queue.Incoming, queue.Active, queue.Deferred}, summary: "Force-expired"},
 			}
 			ops[5].apply = func(q *queue.Queue, from, id string) (string, error) {
 				line, err := opExpire(q, from, id)

@@ -45,9 +45,9 @@ func Build(typ, name string, opts BuildOptions) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return writeIndexed(out, st.Mode().Perm(), opts, func(add func(Entry) error) error {
+	return writeIndexed(out, st.Mode().Perm(), opts, nil, func(add func(Entry) error) error {
 		return parseSource(src, name, opts, add)
-	}, nil)
+	})
 }
 
 func parseSource(r io.Reader, name string, opts BuildOptions, add func(Entry) error) error {
@@ -62,38 +62,37 @@ func parseSource(r io.Reader, name string, opts BuildOptions, add func(Entry) er
 	return ParseTable(r, warn, add)
 }
 
-// writeIndexed collects entries (first one wins unless Replace), then
-// writes the CDB file. keep, when set, lists existing entries to start from
-// (postmap -i) — they lose to new ones.
-func writeIndexed(out string, mode os.FileMode, opts BuildOptions, source func(add func(Entry) error) error, keep []Entry) (int, error) {
+// writeIndexed writes the CDB file from base entries (the table as it was,
+// for postmap -i and -d) and the source's entries. A source entry replaces
+// a base entry with the same key; between source entries the first one
+// wins (with a warning) unless Replace.
+func writeIndexed(out string, mode os.FileMode, opts BuildOptions, base []Entry, source func(add func(Entry) error) error) (int, error) {
 	index := map[string]int{}
+	fromBase := map[string]bool{}
 	var entries []Entry
-	put := func(e Entry, fromSource bool) {
-		if !opts.NoFold {
-			e.Key = strings.ToLower(e.Key)
-		}
-		if i, dup := index[e.Key]; dup {
-			if opts.Replace || !fromSource {
-				entries[i] = e
-				return
-			}
-			if !opts.QuietDups && opts.Warn != nil {
-				opts.Warn("%s: duplicate entry: %q", out, e.Key)
-			}
-			return
-		}
+	add := func(e Entry) {
 		index[e.Key] = len(entries)
 		entries = append(entries, e)
 	}
-	for _, e := range keep {
-		put(e, true)
+	for _, e := range base {
+		e.Key = foldKey(e.Key, opts)
+		if _, dup := index[e.Key]; !dup {
+			add(e)
+			fromBase[e.Key] = true
+		}
 	}
 	err := source(func(e Entry) error {
-		if _, dup := index[foldKey(e.Key, opts)]; dup && keep != nil {
-			put(e, false) // -i: the new value replaces the old one
-			return nil
+		e.Key = foldKey(e.Key, opts)
+		i, dup := index[e.Key]
+		switch {
+		case !dup:
+			add(e)
+		case fromBase[e.Key] || opts.Replace:
+			entries[i] = e
+			delete(fromBase, e.Key)
+		case !opts.QuietDups && opts.Warn != nil:
+			opts.Warn("%s: duplicate entry: %q", out, e.Key)
 		}
-		put(e, true)
 		return nil
 	})
 	if err != nil {
@@ -101,7 +100,7 @@ func writeIndexed(out string, mode os.FileMode, opts BuildOptions, source func(a
 	}
 	if _, ok := index["@"]; opts.Aliases && !ok {
 		// Sendmail compatibility marker that postalias also writes.
-		put(Entry{Key: "@", Value: "@"}, true)
+		add(Entry{Key: "@", Value: "@"})
 	}
 	w, err := createCDB(out)
 	if err != nil {
@@ -158,12 +157,9 @@ func Add(typ, name string, opts BuildOptions, r io.Reader) (int, error) {
 	if st, err := os.Stat(out); err == nil {
 		mode = st.Mode().Perm()
 	}
-	if old == nil {
-		old = []Entry{}
-	}
-	return writeIndexed(out, mode, opts, func(add func(Entry) error) error {
+	return writeIndexed(out, mode, opts, old, func(add func(Entry) error) error {
 		return parseSource(r, "-", opts, add)
-	}, old)
+	})
 }
 
 // Delete removes keys from an indexed table (postmap -d) and returns how
@@ -197,6 +193,6 @@ func Delete(typ, name string, opts BuildOptions, keys []string) (int, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	_, err = writeIndexed(out, st.Mode().Perm(), opts, func(func(Entry) error) error { return nil }, kept)
+	_, err = writeIndexed(out, st.Mode().Perm(), opts, kept, func(func(Entry) error) error { return nil })
 	return n, err
 }

@@ -307,8 +307,7 @@ func (d *Daemon) checkReloadable(cfg *config.Config) error {
 
 func listenKey(s *config.Service) string { return s.Type + " " + s.Listen }
 
-// runnable reports whether a service has an implementation and needs its
-// socket.
+// hasSocket reports whether a service listens on a socket of its own.
 func hasSocket(s *config.Service) bool {
 	return (s.Type == "inet" || s.Type == "unix") && s.Listen != ""
 }
