@@ -174,6 +174,14 @@ type Params struct {
 	SmtpdDiscardEhloKeywords         []string      `pf:"smtpd_discard_ehlo_keywords" def:"" doc:"EHLO keywords not to announce"`
 	SmtpdPerRequestDeadline          bool          `pf:"smtpd_per_request_deadline" def:"no" doc:"make smtpd_timeout a deadline for a whole command or message"`
 	SmtpdMinDataRate                 int           `pf:"smtpd_min_data_rate" def:"500" doc:"bytes per second a client must keep up with a per-request deadline"`
+	AccessMapRejectCode              int           `pf:"access_map_reject_code" def:"554" doc:"reply code for REJECT in an access table"`
+	AccessMapDeferCode               int           `pf:"access_map_defer_code" def:"450" doc:"reply code for DEFER in an access table"`
+	RejectCode                       int           `pf:"reject_code" def:"554" doc:"reply code for the reject restriction"`
+	DeferCode                        int           `pf:"defer_code" def:"450" doc:"reply code for the defer restriction"`
+	NonFqdnRejectCode                int           `pf:"non_fqdn_reject_code" def:"504" doc:"reply code for reject_non_fqdn_* restrictions"`
+	InvalidHostnameRejectCode        int           `pf:"invalid_hostname_reject_code" def:"501" doc:"reply code for reject_invalid_helo_hostname"`
+	SmtpdPeernameLookup              bool          `pf:"smtpd_peername_lookup" def:"yes" doc:"look up the client's name in DNS (reverse, then forward to confirm)"`
+	SmtpdClientPortLogging           bool          `pf:"smtpd_client_port_logging" def:"no" doc:"log the client's port with its address"`
 	FastFlushDomains                 []string      `pf:"fast_flush_domains" def:"$relay_domains" doc:"destinations that ETRN and postqueue -s may flush"`
 
 	// smtpd TLS and SASL.

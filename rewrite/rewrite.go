@@ -611,3 +611,10 @@ func (r *Rewriter) Masquerade(addr string) string {
 	}
 	return addr
 }
+
+// IsOwnAddress reports whether an IP address is one this host receives
+// mail on (inet_interfaces, proxy_interfaces): smtpd's
+// permit_inet_interfaces.
+func (r *Rewriter) IsOwnAddress(a netip.Addr) bool {
+	return r.ownAddrs[a.Unmap()]
+}

@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"errors"
 	"net"
 
 	"mailsrv/config"
@@ -10,6 +11,7 @@ import (
 	"mailsrv/rewrite"
 	"mailsrv/rewrite/cleanup"
 	"mailsrv/server/pickup"
+	"mailsrv/server/smtpd"
 )
 
 // Env is what the master hands a role when it starts an instance of it.
@@ -46,6 +48,7 @@ type Role func(env *Env) (Service, error)
 // not listed here is reported at start and by postfix check.
 var roles = map[string]Role{
 	"pickup": newPickup,
+	"smtpd":  newSmtpd,
 }
 
 // builtinRoles run without a [[service]] entry (cleanup, qmgr, … in
@@ -65,6 +68,35 @@ func newPickup(env *Env) (Service, error) {
 		Log:     env.Log,
 		Wake:    env.Wakeup,
 	}, nil
+}
+
+func newSmtpd(env *Env) (Service, error) {
+	if env.Listener == nil {
+		return nil, errors.New("smtpd needs a listening socket (type inet or unix)")
+	}
+	rw, err := rewrite.New(env.Params)
+	if err != nil {
+		return nil, err
+	}
+	q := queue.FromConfig(env.Params)
+	limit := 0
+	if env.Service != nil {
+		limit = env.Service.Limit()
+	}
+	srv, err := smtpd.New(smtpd.Options{
+		Params:  env.Params,
+		Service: env.Service.Name,
+		Log:     env.Log,
+		Rewrite: rw,
+		Queue:   smtpd.CleanupQueue{C: cleanup.New(env.Params, q, rw, env.LogAs("cleanup"), env.NewMail)},
+		Limit:   limit,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ServiceFunc(func(ctx context.Context) error {
+		return srv.Serve(ctx, env.Hard, env.Listener)
+	}), nil
 }
 
 // Implemented reports whether this build runs a command.

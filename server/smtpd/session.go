@@ -1,0 +1,837 @@
+package smtpd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"mailsrv/queue"
+	"mailsrv/rewrite/cleanup"
+)
+
+// session is one SMTP conversation.
+type session struct {
+	srv  *Server
+	ctx  context.Context
+	conn net.Conn // nil for sendmail -bs
+	br   *bufio.Reader
+	bw   *bufio.Writer
+
+	clientAddr  netip.Addr // invalid for sendmail -bs
+	clientPort  string
+	clientName  string // "unknown" without a confirmed name
+	reverseName string
+	helo        string
+	esmtp       bool
+	stdio       bool
+
+	policy   bareLFPolicy
+	rejectLF int // reply code for a bare LF under "yes"/"reject"; 0 = accept
+	noteLF   bool
+	sawLF    bool
+
+	lastCmd string // for "timeout after X" and "lost connection after X"
+	errors  int
+	junk    int
+	counts  [numCmds][2]int // ok, total
+	mynets  int8            // cached permit_mynetworks: 0 unknown, 1 yes, -1 no
+	// connReject is the client list's refusal without smtpd_delay_reject.
+	connReject *Reply
+	closing bool
+
+	txn  txn
+	line []byte // reused command buffer
+}
+
+// txn is the mail transaction in progress.
+type txn struct {
+	active    bool
+	sender    string
+	params    mailParams
+	rcpts     []queue.Recipient
+	overshoot int
+
+	// BDAT
+	msg     Message
+	body    *content
+	bdatErr *Reply
+	chunked int64
+}
+
+// Commands, in the order Postfix lists them on its disconnect line.
+const (
+	cmdHelo = iota
+	cmdEhlo
+	cmdStarttls
+	cmdAuth
+	cmdMail
+	cmdRcpt
+	cmdData
+	cmdBdat
+	cmdRset
+	cmdNoop
+	cmdVrfy
+	cmdEtrn
+	cmdQuit
+	cmdUnknown
+	numCmds
+)
+
+var cmdNames = [numCmds]string{"helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown"}
+
+var cmdByName = map[string]int{
+	"HELO": cmdHelo, "EHLO": cmdEhlo, "STARTTLS": cmdStarttls, "AUTH": cmdAuth,
+	"MAIL": cmdMail, "RCPT": cmdRcpt, "DATA": cmdData, "BDAT": cmdBdat,
+	"RSET": cmdRset, "NOOP": cmdNoop, "VRFY": cmdVrfy, "ETRN": cmdEtrn, "QUIT": cmdQuit,
+}
+
+// lastInGroup are the commands RFC 2920 allows only at the end of a
+// pipelined group: nothing may follow them before their reply.
+var lastInGroup = [numCmds]bool{cmdHelo: true, cmdEhlo: true, cmdStarttls: true, cmdAuth: true, cmdData: true, cmdNoop: true, cmdVrfy: true, cmdEtrn: true, cmdQuit: true}
+
+const readBufferSize = 16 << 10
+
+func (s *Server) newSession(ctx context.Context, c net.Conn, rw io.ReadWriter) *session {
+	sess := &session{srv: s, ctx: ctx, conn: c, lastCmd: "CONNECT", clientName: "unknown", reverseName: "unknown"}
+	if c != nil {
+		tc := &timedConn{Conn: c, timeout: s.p.SmtpdTimeout}
+		rw = tc
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			sess.clientAddr = ap.Addr().Unmap()
+			sess.clientPort = strconv.Itoa(int(ap.Port()))
+		}
+	} else {
+		sess.stdio = true
+		sess.clientName, sess.reverseName = "localhost", "localhost"
+		sess.clientAddr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	sess.br = bufio.NewReaderSize(rw, readBufferSize)
+	sess.bw = bufio.NewWriterSize(rw, 4096)
+	return sess
+}
+
+func (s *session) namaddr() string {
+	if s.srv.p.SmtpdClientPortLogging && s.clientPort != "" {
+		return s.clientName + "[" + s.clientAddr.String() + "]:" + s.clientPort
+	}
+	return s.clientName + "[" + s.clientAddr.String() + "]"
+}
+
+func (s *session) hostname() string { return s.srv.p.Myhostname }
+
+// setPolicy applies smtpd_forbid_bare_newline to this client.
+func (s *session) setPolicy() {
+	p := s.srv.p
+	mode := strings.ToLower(p.SmtpdForbidBareNewline)
+	if excluded, _ := s.srv.bareLFExclusions.match(s.clientAddr, s.clientName); excluded || s.stdio {
+		mode = "no"
+	}
+	switch mode {
+	case "no":
+		s.policy = bareLFLegacy
+	case "yes":
+		// mailsrv's "yes" is the strict form of the first Postfix
+		// releases with this setting: refuse and hang up with 521.
+		s.policy, s.rejectLF = bareLFReject, 521
+	case "reject":
+		s.policy, s.rejectLF = bareLFReject, 550
+	case "note":
+		s.policy, s.noteLF = bareLFNormalize, true
+	default:
+		s.policy = bareLFNormalize
+	}
+}
+
+func (s *session) run() {
+	srv := s.srv
+	if !s.stdio {
+		s.clientName, s.reverseName = srv.lookupName(s.ctx, s.clientAddr)
+	}
+	srv.log.Infof("connect from %s", s.namaddr())
+	defer func() {
+		_ = s.bw.Flush()
+		s.abortTxn()
+		srv.log.Infof("disconnect from %s%s", s.namaddr(), s.stats())
+	}()
+	s.setPolicy()
+	ok, done := srv.admit(s)
+	defer done()
+	if !ok {
+		s.send(reply(421, "4.7.0", "%s Error: too many connections from %s", s.hostname(), s.clientAddr))
+		return
+	}
+	if !srv.p.SmtpdDelayReject {
+		// Without smtpd_delay_reject the client list runs now; a
+		// refusal answers every MAIL and RCPT of the session.
+		if r := srv.check.stageCheck(s, classClient, srv.check.client); r != nil {
+			s.logReject("reject", *r)
+			s.connReject = r
+		}
+	}
+	s.send(Reply{220, "", srv.p.SmtpdBanner})
+	for !s.closing {
+		if s.errors >= srv.p.SmtpdHardErrorLimit {
+			srv.log.Infof("too many errors after %s from %s", s.lastCmd, s.namaddr())
+			s.send(reply(421, "4.7.0", "%s Error: too many errors", s.hostname()))
+			return
+		}
+		if s.br.Buffered() == 0 {
+			if err := s.bw.Flush(); err != nil {
+				s.lost(err)
+				return
+			}
+		}
+		line, buf, err := readCommand(s.br, srv.p.LineLengthLimit, s.line)
+		s.line = buf
+		switch {
+		case errors.Is(err, errLineTooLong):
+			preview := line.text
+			if len(preview) > 30 {
+				preview = preview[:30]
+			}
+			srv.log.Warnf("%s: request longer than %d: %s...", s.namaddr(), srv.p.LineLengthLimit, preview)
+		case err != nil:
+			s.lost(err)
+			return
+		}
+		if line.bareLF {
+			s.sawLF = true
+			if s.rejectLF != 0 {
+				s.bareLFReject("")
+				return
+			}
+		}
+		s.command(string(line.text))
+		if err := s.ctx.Err(); err != nil && !s.closing {
+			// The service is stopping: end between commands, where
+			// the client can retry cleanly.
+			s.send(reply(421, "4.3.2", "%s Service shutting down, closing transmission channel", s.hostname()))
+			return
+		}
+	}
+}
+
+// lost logs why the client went away: a timeout (after which Postfix
+// still says goodbye) or a closed connection.
+func (s *session) lost(err error) {
+	what := s.lastCmd
+	if isTimeout(err) {
+		s.srv.log.Infof("timeout after %s from %s", what, s.namaddr())
+		s.send(reply(421, "4.4.2", "%s Error: timeout exceeded", s.hostname()))
+		return
+	}
+	s.srv.log.Infof("lost connection after %s from %s", what, s.namaddr())
+}
+
+func (s *session) bareLFReject(stage string) {
+	code := s.rejectLF
+	r := reply(code, "5.5.2", "%s Error: bare <LF> received", s.hostname())
+	s.srv.log.Infof("%sbare <LF> received after %s from %s", stage, s.lastCmd, s.namaddr())
+	s.send(r)
+	s.closing = true
+}
+
+// stats is the disconnect line's command summary.
+func (s *session) stats() string {
+	var b strings.Builder
+	ok, total := 0, 0
+	for i, c := range s.counts {
+		if c[1] == 0 {
+			continue
+		}
+		ok += c[0]
+		total += c[1]
+		if c[0] == c[1] {
+			fmt.Fprintf(&b, " %s=%d", cmdNames[i], c[1])
+		} else {
+			fmt.Fprintf(&b, " %s=%d/%d", cmdNames[i], c[0], c[1])
+		}
+	}
+	if ok == total {
+		fmt.Fprintf(&b, " commands=%d", total)
+	} else {
+		fmt.Fprintf(&b, " commands=%d/%d", ok, total)
+	}
+	if s.noteLF && s.sawLF {
+		b.WriteString(" notes=bare_lf")
+	}
+	return b.String()
+}
+
+// send writes a reply. Output is flushed when the client has nothing more
+// pipelined (in the command loop), so a pipelined group gets its replies
+// in one write.
+func (s *session) send(r Reply) {
+	if r.Code >= 400 && s.errors >= s.srv.p.SmtpdSoftErrorLimit && s.srv.p.SmtpdErrorSleepTime > 0 {
+		_ = s.bw.Flush()
+		select {
+		case <-time.After(s.srv.p.SmtpdErrorSleepTime):
+		case <-s.ctx.Done():
+		}
+	}
+	s.bw.WriteString(r.String())
+	s.bw.WriteString("\r\n")
+}
+
+// fail sends an error reply that counts toward the error limits.
+func (s *session) fail(r Reply) {
+	s.errors++
+	s.send(r)
+}
+
+// logReject logs a refusal as Postfix does:
+// NOQUEUE: reject: RCPT from host[ip]: 554 5.7.1 ...; from=<> to=<> proto=ESMTP helo=<h>
+func (s *session) logReject(what string, r Reply) {
+	s.logRejectTo(what, r, "")
+}
+
+func (s *session) logRejectTo(what string, r Reply, rcpt string) {
+	id := "NOQUEUE"
+	if s.txn.msg != nil {
+		id = s.txn.msg.ID()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s: %s from %s: %s", id, what, s.lastCmd, s.namaddr(), r)
+	if s.txn.active {
+		fmt.Fprintf(&b, "; from=<%s>", printable(s.txn.sender))
+	} else {
+		b.WriteString(";")
+	}
+	if rcpt != "" {
+		fmt.Fprintf(&b, " to=<%s>", printable(rcpt))
+	}
+	fmt.Fprintf(&b, " proto=%s", s.proto())
+	if s.helo != "" {
+		fmt.Fprintf(&b, " helo=<%s>", s.helo)
+	}
+	s.srv.log.Infof("%s", b.String())
+}
+
+func (s *session) proto() string {
+	if s.esmtp {
+		return "ESMTP"
+	}
+	return "SMTP"
+}
+
+func (s *session) inMynetworks() (bool, error) {
+	if s.mynets == 0 {
+		ok, err := s.srv.mynetworks.match(s.clientAddr, s.clientName)
+		if err != nil {
+			return false, err
+		}
+		s.mynets = -1
+		if ok {
+			s.mynets = 1
+		}
+	}
+	return s.mynets > 0, nil
+}
+
+// command runs one command line.
+func (s *session) command(line string) {
+	verb, arg, _ := strings.Cut(line, " ")
+	arg = strings.TrimLeft(arg, " ")
+	uverb := strings.ToUpper(verb)
+	cmd, known := cmdByName[uverb]
+	if !known {
+		cmd = cmdUnknown
+		s.lastCmd = "UNKNOWN"
+	} else {
+		s.lastCmd = uverb
+	}
+	if s.srv.p.SmtpdForbidUnauthPipelining && lastInGroup[cmd] && s.br.Buffered() > 0 && !s.stdio {
+		s.counts[cmd][1]++
+		next, _ := s.br.Peek(min(s.br.Buffered(), 100))
+		s.srv.log.Infof("improper command pipelining after %s from %s: %q", uverb, s.namaddr(), next)
+		s.send(replySync)
+		s.closing = true
+		return
+	}
+	var r Reply
+	switch cmd {
+	case cmdHelo:
+		r = s.cmdHelo(arg, false)
+	case cmdEhlo:
+		r = s.cmdHelo(arg, true)
+	case cmdMail:
+		r = s.cmdMail(arg)
+	case cmdRcpt:
+		r = s.cmdRcpt(arg)
+	case cmdData:
+		r = s.cmdData(arg)
+	case cmdBdat:
+		r = s.cmdBdat(arg)
+	case cmdRset:
+		s.junkCommand()
+		s.abortTxn()
+		r = replyOK
+	case cmdNoop:
+		s.junkCommand()
+		r = replyOK
+	case cmdVrfy:
+		s.junkCommand()
+		r = s.cmdVrfy(arg)
+	case cmdQuit:
+		r = replyBye
+		s.closing = true
+	case cmdStarttls, cmdEtrn:
+		r = replyNotImpl
+	case cmdAuth:
+		r = Reply{503, "5.5.1", "Error: authentication not enabled"}
+	default:
+		r = replyUnknown
+	}
+	s.counts[cmd][1]++
+	if r.Code == 0 {
+		// The command sent its own reply (DATA, BDAT, or a session
+		// ending in the middle).
+		return
+	}
+	if r.ok() {
+		s.counts[cmd][0]++
+		s.send(r)
+	} else {
+		s.fail(r)
+	}
+}
+
+// junkCommand counts NOOP, RSET and VRFY: past smtpd_junk_command_limit
+// each one is an error, so a client cannot idle forever with them.
+func (s *session) junkCommand() {
+	s.junk++
+	if s.junk > s.srv.p.SmtpdJunkCommandLimit {
+		s.errors++
+	}
+}
+
+func (s *session) cmdHelo(arg string, ehlo bool) Reply {
+	name := strings.TrimSpace(arg)
+	if name == "" {
+		if ehlo {
+			return Reply{501, "", "Syntax: EHLO hostname"}
+		}
+		return Reply{501, "", "Syntax: HELO hostname"}
+	}
+	if f := strings.Fields(name); len(f) > 0 {
+		name = f[0]
+	}
+	if len(name) > 255 {
+		name = name[:255]
+	}
+	s.abortTxn()
+	s.helo = name
+	s.esmtp = ehlo
+	if !s.srv.p.SmtpdDelayReject {
+		if r := s.srv.check.stageCheck(s, classHelo, s.srv.check.helo); r != nil {
+			s.logReject("reject", *r)
+			return *r
+		}
+	}
+	if !ehlo {
+		return Reply{250, "", s.hostname()}
+	}
+	p := s.srv.p
+	lines := []string{s.hostname(), "PIPELINING"}
+	if p.MessageSizeLimit > 0 {
+		lines = append(lines, "SIZE "+strconv.Itoa(p.MessageSizeLimit))
+	} else {
+		lines = append(lines, "SIZE")
+	}
+	if !p.DisableVrfyCommand {
+		lines = append(lines, "VRFY")
+	}
+	lines = append(lines, "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING")
+	var out []string
+	for i, l := range lines {
+		kw, _, _ := strings.Cut(l, " ")
+		if i > 0 && discarded(p.SmtpdDiscardEhloKeywords, kw) {
+			continue
+		}
+		out = append(out, l)
+	}
+	for i, l := range out {
+		sep := "-"
+		if i == len(out)-1 {
+			sep = " "
+		}
+		s.bw.WriteString("250" + sep + l + "\r\n")
+	}
+	s.counts[cmdEhlo][0]++
+	return Reply{}
+}
+
+func discarded(list []string, kw string) bool {
+	for _, d := range list {
+		if strings.EqualFold(d, kw) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *session) cmdMail(arg string) Reply {
+	p := s.srv.p
+	if s.helo == "" && p.SmtpdHeloRequired {
+		return replyNeedHelo
+	}
+	if s.txn.active {
+		return replyNested
+	}
+	if s.connReject != nil {
+		return *s.connReject
+	}
+	if len(arg) < 5 || !strings.EqualFold(arg[:5], "FROM:") {
+		return replyMailSyntax
+	}
+	rest := strings.TrimLeft(arg[5:], " \t")
+	if rest == "" {
+		return replyMailSyntax
+	}
+	addr, params, ok := parsePath(rest)
+	if !ok {
+		return replyBadSender
+	}
+	mp, bad := parseMailParams(params)
+	if bad != nil {
+		return *bad
+	}
+	if p.MessageSizeLimit > 0 && mp.size > int64(p.MessageSizeLimit) {
+		s.txn.sender, s.txn.active = addr, true
+		s.logReject("reject", replySizeLimit)
+		s.txn = txn{}
+		return replySizeLimit
+	}
+	s.txn = txn{active: true, sender: addr, params: mp}
+	if !p.SmtpdDelayReject {
+		if r := s.srv.check.stageCheck(s, classSender, s.srv.check.sender); r != nil {
+			s.logReject("reject", *r)
+			s.txn = txn{}
+			return *r
+		}
+	}
+	return replyMailOK
+}
+
+func (s *session) cmdRcpt(arg string) Reply {
+	p := s.srv.p
+	if !s.txn.active {
+		return replyNeedMail
+	}
+	if len(arg) < 3 || !strings.EqualFold(arg[:3], "TO:") {
+		return replyRcptSyntax
+	}
+	rest := strings.TrimLeft(arg[3:], " \t")
+	if rest == "" {
+		return replyRcptSyntax
+	}
+	addr, params, ok := parsePath(rest)
+	if !ok || addr == "" {
+		return replyBadRcpt
+	}
+	rp, bad := parseRcptParams(params)
+	if bad != nil {
+		return *bad
+	}
+	if len(s.txn.rcpts) >= p.SmtpdRecipientLimit {
+		s.txn.overshoot++
+		if s.txn.overshoot > p.SmtpdRecipientOvershootLimit {
+			s.errors++
+		}
+		s.send(replyTooManyRcpt)
+		return Reply{}
+	}
+	if !strings.EqualFold(addr, "postmaster") {
+		if r := s.srv.check.rcptCheck(s, addr); r != nil {
+			s.logRejectTo("reject", *r, addr)
+			return *r
+		}
+	}
+	s.txn.rcpts = append(s.txn.rcpts, queue.Recipient{Addr: addr, ORCPT: rp.orcpt, Notify: rp.notify})
+	return replyRcptOK
+}
+
+func (s *session) cmdVrfy(arg string) Reply {
+	if s.srv.p.DisableVrfyCommand {
+		return replyVrfyOff
+	}
+	arg = strings.TrimSpace(arg)
+	if arg == "" {
+		return replyVrfySyntax
+	}
+	addr, _, ok := parsePath(arg)
+	if !ok || addr == "" {
+		return replyBadRcpt
+	}
+	st := &checkState{s: s, rcpt: addr}
+	if r := s.srv.check.unlistedRecipient(st); r != nil {
+		s.logRejectTo("reject", *r, addr)
+		return *r
+	}
+	return Reply{252, "2.0.0", arg}
+}
+
+// abortTxn drops the transaction (RSET, HELO, end of session), and a
+// half-written BDAT message with it.
+func (s *session) abortTxn() {
+	if s.txn.msg != nil {
+		s.txn.msg.Abort()
+	}
+	s.txn = txn{}
+}
+
+// startMessage runs the data restrictions and opens the queue file;
+// a reply with a code refuses.
+func (s *session) startMessage() (Message, *Reply) {
+	if !s.txn.active {
+		return nil, &replyNeedRcpt
+	}
+	if len(s.txn.rcpts) == 0 {
+		return nil, &replyNoValidRcpt
+	}
+	if r := s.srv.check.stageCheck(s, classData, s.srv.check.data); r != nil {
+		s.logReject("reject", *r)
+		return nil, r
+	}
+	m, err := s.srv.queue.Open(s.envelope())
+	if err != nil {
+		r := s.cleanupReply(err)
+		s.logReject("reject", r)
+		return nil, &r
+	}
+	s.srv.log.Infof("%s: client=%s", m.ID(), s.namaddr())
+	return m, nil
+}
+
+// cleanupReply turns a cleanup refusal into a reply; anything else is an
+// internal error whose text the client never sees.
+func (s *session) cleanupReply(err error) Reply {
+	var ce *cleanup.Error
+	if errors.As(err, &ce) {
+		return Reply{ce.Code, ce.Enhanced, ce.Text}
+	}
+	s.srv.log.Warnf("%s: %v", s.namaddr(), err)
+	return Reply{451, "4.3.0", "Error: queue file write error"}
+}
+
+func (s *session) envelope() cleanup.Envelope {
+	t := s.txn
+	attrs := map[string]string{
+		"client_name":         s.clientName,
+		"reverse_client_name": s.reverseName,
+		"client_address":      s.clientAddr.String(),
+		"helo_name":           s.helo,
+		"protocol_name":       s.proto(),
+		"rewrite_context":     "remote",
+	}
+	if s.clientPort != "" {
+		attrs["client_port"] = s.clientPort
+	}
+	if t.params.body != "" {
+		attrs["body_type"] = t.params.body
+	}
+	if t.params.smtputf8 {
+		attrs["smtputf8"] = "yes"
+	}
+	if t.params.envid != "" {
+		attrs["envelope_id"] = t.params.envid
+	}
+	if t.params.ret != "" {
+		attrs["ret_flags"] = t.params.ret
+	}
+	local := s.stdio || s.srv.localHeaderAll
+	if !local {
+		if own := s.srv.rw.IsOwnAddress(s.clientAddr); own && hasWord(s.srv.p.LocalHeaderRewriteClients, "permit_inet_interfaces") {
+			local = true
+		} else if mine, _ := s.inMynetworks(); mine && hasWord(s.srv.p.LocalHeaderRewriteClients, "permit_mynetworks") {
+			local = true
+		} else if ok, _ := s.srv.localHeaderClients.match(s.clientAddr, s.clientName); ok {
+			local = true
+		}
+	}
+	if local {
+		attrs["rewrite_context"] = "local"
+	}
+	rcpts := append([]queue.Recipient(nil), t.rcpts...)
+	return cleanup.Envelope{
+		Sender:       t.sender,
+		Recipients:   rcpts,
+		Attrs:        attrs,
+		Arrival:      time.Now(),
+		Received:     s.received,
+		LocalHeaders: local,
+	}
+}
+
+func hasWord(list []string, w string) bool {
+	for _, x := range list {
+		if x == w {
+			return true
+		}
+	}
+	return false
+}
+
+// received is smtpd's Received: header (without the field name).
+func (s *session) received(id string) string {
+	var b strings.Builder
+	clientInfo := s.clientName + " [" + s.clientAddr.String() + "]"
+	if s.helo != "" {
+		fmt.Fprintf(&b, "from %s (%s)", s.helo, clientInfo)
+	} else {
+		fmt.Fprintf(&b, "from %s", clientInfo)
+	}
+	date := time.Now().Format("Mon, 2 Jan 2006 15:04:05 -0700 (MST)")
+	fmt.Fprintf(&b, "\n\tby %s (%s) with %s id %s", s.hostname(), s.srv.p.MailName, s.proto(), id)
+	if len(s.txn.rcpts) == 1 {
+		fmt.Fprintf(&b, "\n\tfor <%s>; %s", printable(s.txn.rcpts[0].Addr), date)
+	} else {
+		fmt.Fprintf(&b, ";\n\t%s", date)
+	}
+	return b.String()
+}
+
+func (s *session) cmdData(arg string) Reply {
+	if !s.txn.active {
+		return replyNeedRcpt
+	}
+	if arg != "" {
+		return replyDataSyntax
+	}
+	if s.txn.msg != nil {
+		// DATA after BDAT chunks: RFC 3030 forbids mixing them.
+		s.abortTxn()
+		return Reply{503, "5.5.1", "Error: DATA after BDAT"}
+	}
+	m, bad := s.startMessage()
+	if bad != nil {
+		return *bad
+	}
+	s.send(replyData)
+	if err := s.bw.Flush(); err != nil {
+		m.Abort()
+		s.lost(err)
+		s.closing = true
+		return Reply{}
+	}
+	body := &content{w: m, limit: int64(s.srv.p.MessageSizeLimit)}
+	if err := body.readData(s.br, s.policy); err != nil {
+		m.Abort()
+		s.lastCmd = fmt.Sprintf("DATA (%d bytes)", body.size)
+		s.lost(err)
+		s.closing = true
+		s.txn = txn{}
+		return Reply{}
+	}
+	s.lastCmd = "END-OF-MESSAGE"
+	s.txn.msg = m
+	r := s.finishMessage(m, body)
+	s.txn = txn{}
+	if r.ok() {
+		s.counts[cmdData][0]++
+		s.send(r)
+	} else if !s.closing {
+		s.fail(r)
+	}
+	return Reply{}
+}
+
+// finishMessage ends a message read through DATA or BDAT.
+func (s *session) finishMessage(m Message, body *content) Reply {
+	if body.bareLF {
+		s.sawLF = true
+		if s.rejectLF != 0 {
+			m.Abort()
+			s.bareLFReject(m.ID() + ": ")
+			return Reply{Code: s.rejectLF}
+		}
+	}
+	if body.tooBig {
+		m.Reject(cleanup.ErrTooBig)
+	} else if r := s.srv.check.stageCheck(s, classData, s.srv.check.eod); r != nil {
+		m.Abort()
+		s.logReject("reject", *r)
+		return *r
+	}
+	if err := m.Finish(); err != nil {
+		r := s.cleanupReply(err)
+		s.logReject("reject", r)
+		return r
+	}
+	return Reply{250, "2.0.0", "Ok: queued as " + m.ID()}
+}
+
+func (s *session) cmdBdat(arg string) Reply {
+	f := strings.Fields(arg)
+	var size int64
+	var err error
+	if len(f) >= 1 {
+		size, err = strconv.ParseInt(f[0], 10, 64)
+	}
+	last := len(f) == 2 && strings.EqualFold(f[1], "LAST")
+	if len(f) < 1 || len(f) > 2 || err != nil || size < 0 || (len(f) == 2 && !last) {
+		// The chunk's end is unknown: the session cannot go on.
+		s.send(replyBdatSyntax)
+		s.closing = true
+		return Reply{}
+	}
+	discard := func(r Reply) Reply {
+		c := &content{}
+		if err := c.readChunk(s.br, size, false); err != nil {
+			s.lost(err)
+			s.closing = true
+			return Reply{}
+		}
+		return r
+	}
+	if s.txn.bdatErr != nil {
+		r := *s.txn.bdatErr
+		if last {
+			s.txn = txn{}
+		}
+		return discard(r)
+	}
+	if s.txn.msg == nil {
+		m, bad := s.startMessage()
+		if bad != nil {
+			if s.txn.active && last {
+				s.txn = txn{}
+			} else if s.txn.active {
+				s.txn.bdatErr = bad
+			}
+			return discard(*bad)
+		}
+		s.txn.msg = m
+		s.txn.body = &content{w: m, limit: int64(s.srv.p.MessageSizeLimit)}
+	}
+	m, body := s.txn.msg, s.txn.body
+	if err := body.readChunk(s.br, size, last); err != nil {
+		s.lastCmd = fmt.Sprintf("BDAT (%d bytes)", body.size)
+		s.lost(err)
+		s.closing = true
+		return Reply{}
+	}
+	s.txn.chunked += size
+	if !last {
+		return Reply{250, "2.0.0", fmt.Sprintf("Ok: %d bytes", s.txn.chunked)}
+	}
+	s.lastCmd = "END-OF-MESSAGE"
+	total := s.txn.chunked
+	r := s.finishMessage(m, body)
+	s.txn = txn{}
+	if r.ok() {
+		r.Text = fmt.Sprintf("Ok: %d bytes queued as %s", total, m.ID())
+		s.counts[cmdBdat][0]++
+		s.send(r)
+	} else if !s.closing {
+		s.fail(r)
+	}
+	return Reply{}
+}

@@ -1,0 +1,274 @@
+// Package smtpd is Postfix's smtpd: the SMTP server that receives mail
+// from the network (and, through sendmail -bs, from local programs). It
+// owns the SMTP conversation, relay control and recipient validation
+// (smtpd_*_restrictions, evaluated with the routing issue's trivial-rewrite
+// resolver and lookup tables), the limits and timeouts of a session, and
+// the smuggling defences (smtpd_forbid_bare_newline). Accepted mail goes
+// to cleanup while it arrives; the 250 "queued as" reply is sent only once
+// cleanup has made the queue file durable.
+//
+// Why not go-smtp's server: Postfix operators read replies and logs, and
+// every reply must carry Postfix's code, enhanced code and wording (the
+// banner, "Error: command not recognized", "Relay access denied", 452
+// 4.5.3 for the recipient limit, 421 4.7.0 after too many errors). go-smtp
+// (v0.25) fixes its own texts for the greeting, EHLO, syntax errors, the
+// recipient limit and VRFY; it has no error counting, no ETRN, no
+// per-command statistics for the disconnect line, refreshes its read
+// deadline only per command line, and rejects every bare LF instead of
+// Postfix's "normalize" (accept bare LF in lines, but end DATA only at
+// <CR><LF>.<CR><LF>). The protocol itself is small; the work is in those
+// details, so this package implements it on bufio, and the tests use
+// go-smtp's client (and raw sockets) against it.
+package smtpd
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"mailsrv/config"
+	"mailsrv/maillog"
+	"mailsrv/rewrite"
+	"mailsrv/rewrite/cleanup"
+)
+
+// Queue is where accepted mail goes: cleanup in the daemon, the local
+// submission socket for sendmail -bs.
+type Queue interface {
+	Open(env cleanup.Envelope) (Message, error)
+}
+
+// Message is one message being queued (see cleanup.Message).
+type Message interface {
+	io.Writer
+	ID() string
+	Reject(*cleanup.Error)
+	Finish() error
+	Abort()
+}
+
+// CleanupQueue adapts cleanup to Queue.
+type CleanupQueue struct{ C *cleanup.Cleanup }
+
+// Open starts a message in cleanup.
+func (q CleanupQueue) Open(env cleanup.Envelope) (Message, error) {
+	m, err := q.C.Open(env)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Server is one smtpd service: a listener's worth of sessions.
+type Server struct {
+	p     *config.Params
+	name  string // the service name, for logs and limits
+	log   *maillog.Logger
+	rw    *rewrite.Rewriter
+	queue Queue
+	limit int // concurrent sessions (the service's process_limit)
+
+	check              *checker
+	mynetworks         *clientList
+	limitExceptions    *clientList
+	bareLFExclusions   *clientList
+	localHeaderClients *clientList
+	localHeaderAll     bool
+	resolver           *net.Resolver
+
+	mu      sync.Mutex
+	clients map[netip.Addr]int // sessions per client address (anvil)
+}
+
+// Options build a Server.
+type Options struct {
+	Params  *config.Params
+	Service string // e.g. "smtp"
+	Log     *maillog.Logger
+	Rewrite *rewrite.Rewriter
+	Queue   Queue
+	Limit   int // concurrent sessions; 0 = default_process_limit
+	// Resolver for the client's name (nil: net.DefaultResolver).
+	Resolver *net.Resolver
+}
+
+// New checks the configuration (restriction lists, tables, client lists)
+// and returns a server; a configuration that would make an open relay is
+// refused here.
+func New(o Options) (*Server, error) {
+	p := o.Params
+	s := &Server{p: p, name: o.Service, log: o.Log, rw: o.Rewrite, queue: o.Queue, limit: o.Limit,
+		resolver: o.Resolver, clients: map[netip.Addr]int{}}
+	if s.limit <= 0 {
+		s.limit = p.DefaultProcessLimit
+	}
+	if s.resolver == nil {
+		s.resolver = net.DefaultResolver
+	}
+	var err error
+	if s.mynetworks, err = newClientList("mynetworks", p.Mynetworks); err != nil {
+		return nil, err
+	}
+	if s.limitExceptions, err = newClientList("smtpd_client_event_limit_exceptions", p.SmtpdClientEventLimitExceptions); err != nil {
+		return nil, err
+	}
+	if s.bareLFExclusions, err = newClientList("smtpd_forbid_bare_newline_exclusions", p.SmtpdForbidBareNewlineExclusions); err != nil {
+		return nil, err
+	}
+	var lhc []string
+	for _, e := range p.LocalHeaderRewriteClients {
+		switch {
+		case e == "permit_inet_interfaces" || e == "permit_mynetworks" || e == "permit_sasl_authenticated" || e == "permit_tls_clientcerts" || e == "permit_tls_all_clientcerts":
+		case e == "static:all":
+			s.localHeaderAll = true
+		default:
+			lhc = append(lhc, strings.TrimPrefix(e, "check_address_map"))
+		}
+	}
+	if s.localHeaderClients, err = newClientList("local_header_rewrite_clients", lhc); err != nil {
+		return nil, err
+	}
+	if s.check, err = newChecker(p, o.Rewrite, o.Log, s.mynetworks); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Serve accepts sessions until ctx ends. At most limit sessions run at
+// once; further clients wait in the listen queue as they do for Postfix's
+// master. When ctx ends the listener is closed and Serve waits for the
+// sessions, which end at their next read (their connections are closed
+// when hard ends).
+func (s *Server) Serve(ctx context.Context, hard context.Context, l net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, s.limit)
+	var conns sync.Map
+	go func() {
+		<-hard.Done()
+		conns.Range(func(k, _ any) bool {
+			k.(net.Conn).Close()
+			return true
+		})
+	}()
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
+		c, err := l.Accept()
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return nil
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			// A temporary accept error (EMFILE): back off, as Go's
+			// http server does, rather than spin.
+			s.log.Warnf("accept: %v", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		conns.Store(c, true)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			defer conns.Delete(c)
+			s.ServeConn(ctx, c)
+		}()
+	}
+}
+
+// ServeConn runs one session on an accepted connection and closes it.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	sess := s.newSession(ctx, c, c)
+	sess.run()
+}
+
+// ServeStdio runs one session on a pipe (sendmail -bs): the client is the
+// local user, there are no network timeouts to renew, and the session is
+// logged as coming from localhost.
+func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) {
+	sess := s.newSession(ctx, nil, struct {
+		io.Reader
+		io.Writer
+	}{in, out})
+	sess.run()
+}
+
+// admit counts a session of a client against
+// smtpd_client_connection_count_limit; done must be called when it ends.
+func (s *Server) admit(sess *session) (ok bool, done func()) {
+	limit := s.p.SmtpdClientConnectionCountLimit
+	if limit <= 0 || !sess.clientAddr.IsValid() {
+		return true, func() {}
+	}
+	if exempt, _ := s.limitExceptions.match(sess.clientAddr, sess.clientName); exempt {
+		return true, func() {}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.clients[sess.clientAddr] + 1
+	if n > limit {
+		s.log.Warnf("Connection concurrency limit exceeded: %d from %s for service %s", n, sess.namaddr(), s.name)
+		return false, func() {}
+	}
+	s.clients[sess.clientAddr] = n
+	return true, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.clients[sess.clientAddr]--; s.clients[sess.clientAddr] <= 0 {
+			delete(s.clients, sess.clientAddr)
+		}
+	}
+}
+
+// lookupName finds the client's name as Postfix does: the reverse lookup,
+// confirmed by a forward lookup that gives the address back; otherwise
+// "unknown". Bounded by a few seconds so a dead DNS server cannot stall a
+// session.
+func (s *Server) lookupName(ctx context.Context, a netip.Addr) (name, reverse string) {
+	if !s.p.SmtpdPeernameLookup {
+		return "unknown", "unknown"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	names, err := s.resolver.LookupAddr(ctx, a.String())
+	if err != nil || len(names) == 0 {
+		return "unknown", "unknown"
+	}
+	reverse = strings.ToLower(strings.TrimSuffix(names[0], "."))
+	if !validHelo(reverse) {
+		return "unknown", "unknown"
+	}
+	addrs, err := s.resolver.LookupNetIP(ctx, "ip", reverse)
+	if err != nil {
+		return "unknown", reverse
+	}
+	for _, x := range addrs {
+		if x.Unmap() == a.Unmap() {
+			return reverse, reverse
+		}
+	}
+	return "unknown", reverse
+}
+
+func (s *Server) String() string { return fmt.Sprintf("smtpd %s", s.name) }
