@@ -195,8 +195,7 @@ var ErrLookup = maps.ErrTemp
 // or an [ip] literal of one of our addresses.
 func (r *Rewriter) isLocalDomain(domain string) (bool, error) {
 	if strings.HasPrefix(domain, "[") && strings.HasSuffix(domain, "]") {
-		lit := strings.TrimPrefix(domain[1:len(domain)-1], "IPv6:")
-		a, err := netip.ParseAddr(lit)
+		a, err := netip.ParseAddr(literalAddr(domain[1 : len(domain)-1]))
 		return err == nil && r.ownAddrs[a.Unmap()], nil
 	}
 	return r.mydestination.Match(domain)
@@ -418,7 +417,7 @@ func (r *Rewriter) checkSyntax(local, domain string) string {
 		return "local part starts with -"
 	}
 	if strings.HasPrefix(domain, "[") {
-		lit := strings.TrimPrefix(strings.TrimSuffix(strings.TrimPrefix(domain, "["), "]"), "IPv6:")
+		lit := literalAddr(strings.TrimSuffix(strings.TrimPrefix(domain, "["), "]"))
 		if !strings.HasSuffix(domain, "]") {
 			return "malformed address literal"
 		}
@@ -617,4 +616,13 @@ func (r *Rewriter) Masquerade(addr string) string {
 // permit_inet_interfaces.
 func (r *Rewriter) IsOwnAddress(a netip.Addr) bool {
 	return r.ownAddrs[a.Unmap()]
+}
+
+// literalAddr strips the IPv6: tag of an address literal (any case: the
+// domain has been folded to lower case by then).
+func literalAddr(lit string) string {
+	if len(lit) > 5 && strings.EqualFold(lit[:5], "IPv6:") {
+		return lit[5:]
+	}
+	return lit
 }

@@ -213,8 +213,7 @@ func (st *checkState) resolve() (*rewrite.Resolution, error) {
 
 // rcptCheck runs every list that applies at RCPT TO and returns the reply
 // to refuse with, or nil.
-func (c *checker) rcptCheck(s *session, rcpt string) *Reply {
-	st := &checkState{s: s, rcpt: rcpt}
+func (c *checker) rcptCheck(st *checkState) *Reply {
 	var lists []struct {
 		class listClass
 		list  []restriction

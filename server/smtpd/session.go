@@ -503,6 +503,14 @@ func (s *session) cmdMail(arg string) Reply {
 	if bad != nil {
 		return *bad
 	}
+	if addr != "" {
+		if res, err := s.srv.rw.Resolve(addr, addr); err == nil && res.Error != "" {
+			return replyBadSender
+		}
+	}
+	if r := s.checkSpace(mp.size); r != nil {
+		return *r
+	}
 	if p.MessageSizeLimit > 0 && mp.size > int64(p.MessageSizeLimit) {
 		s.txn.sender, s.txn.active = addr, true
 		s.logReject("reject", replySizeLimit)
@@ -549,7 +557,13 @@ func (s *session) cmdRcpt(arg string) Reply {
 		return Reply{}
 	}
 	if !strings.EqualFold(addr, "postmaster") {
-		if r := s.srv.check.rcptCheck(s, addr); r != nil {
+		st := &checkState{s: s, rcpt: addr}
+		if res, err := st.resolve(); err == nil && res.Error != "" {
+			// Malformed as routed (user@, -user, user@1.2.3.4, a..b).
+			s.logRejectTo("reject", replyBadRcpt, addr)
+			return replyBadRcpt
+		}
+		if r := s.srv.check.rcptCheck(st); r != nil {
 			s.logRejectTo("reject", *r, addr)
 			return *r
 		}
@@ -779,6 +793,13 @@ func (s *session) cmdBdat(arg string) Reply {
 	if len(f) < 1 || len(f) > 2 || err != nil || size < 0 || (len(f) == 2 && !last) {
 		// The chunk's end is unknown: the session cannot go on.
 		s.send(replyBdatSyntax)
+		s.closing = true
+		return Reply{}
+	}
+	if limit := int64(s.srv.p.MessageSizeLimit); limit > 0 && s.txn.chunked+size > limit+limit/2 {
+		// Far past the limit: reading on would only feed the client.
+		s.abortTxn()
+		s.send(replyTooBig)
 		s.closing = true
 		return Reply{}
 	}
