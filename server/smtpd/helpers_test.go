@@ -72,7 +72,7 @@ type built struct {
 	logs *syncBuffer
 }
 
-func buildServer(t *testing.T, extra string) (*built, error) {
+func buildServer(t testing.TB, extra string) (*built, error) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse(dir+"/mailsrv.toml", []byte(overlay(baseConfig, extra)))

@@ -44,7 +44,7 @@ type session struct {
 	mynets  int8            // cached permit_mynetworks: 0 unknown, 1 yes, -1 no
 	// connReject is the client list's refusal without smtpd_delay_reject.
 	connReject *Reply
-	closing bool
+	closing    bool
 
 	txn  txn
 	line []byte // reused command buffer
