@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	gosmtp "github.com/emersion/go-smtp"
+
 	"mailsrv/server/master"
 )
 
@@ -303,12 +305,42 @@ func TestPostconfThroughLinks(t *testing.T) {
 	}
 }
 
-func TestLinksWithoutCommandYet(t *testing.T) {
+// TestReceiveAsAUserWould starts the example configuration with the
+// built binary, sends one message over SMTP and one through the sendmail
+// link, and finds both with mailq.
+func TestReceiveAsAUserWould(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	_, errOut, code := mailsrv(t, dir, "sendmail", "-t")
-	if code != 1 || !strings.Contains(errOut, "sendmail: this version of mailsrv has no sendmail command yet") {
-		t.Errorf("sendmail link: %d %q", code, errOut)
+	dir, _ := newInstance(t)
+	if _, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "start"); code != 0 {
+		t.Fatalf("start: %d %q", code, errOut)
+	}
+	defer mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
+	text, _ := os.ReadFile(filepath.Join(dir, "mailsrv.toml"))
+	var addr string
+	for _, l := range strings.Split(string(text), "\n") {
+		if strings.HasPrefix(l, "listen = ") {
+			addr = strings.Trim(strings.TrimPrefix(l, "listen = "), `"`)
+		}
+	}
+	c, err := gosmtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("friend@remote.example", []string{"root@mail.example.test"}, strings.NewReader("Subject: over smtp\r\n\r\nhi\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	if _, errOut, code := mailsrvStdin(t, dir, "To: postmaster\nSubject: via sendmail\n\nhello\n", "sendmail", "-C", "mailsrv.toml", "-t", "-F", "Test User"); code != 0 {
+		t.Fatalf("sendmail: %d %q", code, errOut)
+	}
+	out, errOut, code := mailsrv(t, dir, "mailq", "-c", "mailsrv.toml")
+	if code != 0 {
+		t.Fatalf("mailq: %d %q", code, errOut)
+	}
+	for _, want := range []string{"friend@remote.example", "root@mail.example.test", "postmaster@example.test", "-- 0 Kbytes in 2 Requests."} {
+		if !strings.Contains(out, want) {
+			t.Errorf("mailq lacks %q:\n%s", want, out)
+		}
 	}
 }
 

@@ -24,9 +24,15 @@ type Dir struct {
 	Group bool
 }
 
-// Dirs are the queue's directories, as in Postfix's postfix-files.
+// Dirs are the queue's directories, as in Postfix's postfix-files, with
+// one difference: mailsrv has no set-gid postdrop helper, so maildrop is
+// mode 1733 (anyone may create a file, nobody but mail_owner may list or
+// remove other users' files, like /tmp without the read bit) and public is
+// 0711 (anyone may reach the submission socket inside it). sendmail writes
+// to maildrop only while the daemon is down; pickup trusts nothing in
+// those files but the owner's uid.
 var Dirs = []Dir{
-	{Name: "maildrop", Mode: 0o730, Group: true},
+	{Name: "maildrop", Mode: fs.ModeSticky | 0o733},
 	{Name: "incoming", Mode: 0o700},
 	{Name: "active", Mode: 0o700},
 	{Name: "deferred", Mode: 0o700},
@@ -38,7 +44,7 @@ var Dirs = []Dir{
 	{Name: "flush", Mode: 0o700},
 	{Name: "saved", Mode: 0o700},
 	{Name: "private", Mode: 0o700},
-	{Name: "public", Mode: 0o710, Group: true},
+	{Name: "public", Mode: 0o711},
 	{Name: "pid", Mode: 0o755},
 }
 
@@ -102,8 +108,8 @@ func Check(root string, o Owner) []string {
 			out = append(out, fmt.Sprintf("not a directory: %s", p))
 			continue
 		}
-		if st.Mode().Perm() != d.Mode {
-			out = append(out, fmt.Sprintf("bad permissions %04o (want %04o): %s", st.Mode().Perm(), d.Mode, p))
+		if got := st.Mode() & (fs.ModePerm | fs.ModeSticky); got != d.Mode {
+			out = append(out, fmt.Sprintf("bad permissions %04o (want %04o): %s", unixMode(got), unixMode(d.Mode), p))
 		}
 		if sys, ok := st.Sys().(*syscall.Stat_t); ok && o.UID >= 0 && int(sys.Uid) != o.UID {
 			out = append(out, fmt.Sprintf("not owned by mail_owner (uid %d, owner is uid %d): %s", o.UID, sys.Uid, p))
@@ -145,4 +151,13 @@ func Reachable(dir string, uid, gid int) error {
 			return nil
 		}
 	}
+}
+
+// unixMode is a mode as chmod(1) writes it.
+func unixMode(m fs.FileMode) uint32 {
+	u := uint32(m.Perm())
+	if m&fs.ModeSticky != 0 {
+		u |= 0o1000
+	}
+	return u
 }

@@ -96,6 +96,7 @@ type Writer struct {
 	buf     []byte
 	err     error
 	done    bool
+	ready   os.FileMode // mode that marks the file complete
 }
 
 // Create starts a new message in a queue (incoming for cleanup, maildrop
@@ -282,7 +283,7 @@ func (w *Writer) Commit() error {
 		_, w.err = w.f.WriteAt(paddedUvarint(uint64(w.content)), w.mLenOff)
 	}
 	if w.err == nil {
-		w.err = w.f.Chmod(modeReady)
+		w.err = w.f.Chmod(w.readyMode())
 	}
 	if w.err == nil {
 		w.err = w.q.sync(w.f)
@@ -292,12 +293,30 @@ func (w *Writer) Commit() error {
 	}
 	if w.err == nil {
 		w.err = w.q.dirSync(filepath.Dir(w.path)).Sync()
+		if errors.Is(w.err, fs.ErrPermission) && w.ready != 0 {
+			// A user writing to maildrop may not open the directory
+			// (mode 1733), as Postfix's postdrop may not: the file
+			// itself is on disk, and pickup makes its copy durable.
+			w.err = nil
+		}
 	}
 	if w.err != nil {
 		os.Remove(w.path)
 		return fmt.Errorf("queue file write error: %w", w.err)
 	}
 	return nil
+}
+
+// SetReadyMode makes Commit mark the file complete with this mode instead
+// of 0700: sendmail's maildrop files are 0744 so that pickup, running as
+// mail_owner, can read a file another user owns.
+func (w *Writer) SetReadyMode(m os.FileMode) { w.ready = m }
+
+func (w *Writer) readyMode() os.FileMode {
+	if w.ready != 0 {
+		return w.ready
+	}
+	return modeReady
 }
 
 // Abort discards the message.
@@ -338,6 +357,15 @@ func (q *Queue) Open(queue, id string, write bool) (*File, error) {
 	}
 	f.Queue = queue
 	return f, nil
+}
+
+// Owner is the uid that owns the file: for maildrop, the submitting user.
+func (f *File) Owner() int {
+	st, err := f.f.Stat()
+	if err != nil {
+		return -1
+	}
+	return int(st.Sys().(*syscall.Stat_t).Uid)
 }
 
 // OpenPath opens a queue file by its path (postcat FILE).

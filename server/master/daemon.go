@@ -387,8 +387,14 @@ func (d *Daemon) factory(cfg *config.Config, s *config.Service, command string, 
 	return func() (Service, error) {
 		env := &Env{Config: cfg, Service: s, Params: params, Hard: d.hard, Wakeup: wake,
 			NewMail: func() { d.notify("qmgr") },
-			LogAs:   func(role string) *maillog.Logger { return d.log.Role(params.SyslogName, role) },
-			Log:     d.log.Role(params.SyslogName, command)}
+			Flush: func() error {
+				if r := d.flush(Request{Cmd: "flush"}); r.Error != "" {
+					return errors.New(r.Error)
+				}
+				return nil
+			},
+			LogAs: func(role string) *maillog.Logger { return d.log.Role(params.SyslogName, role) },
+			Log:   d.log.Role(params.SyslogName, command)}
 		if sl != nil {
 			env.Listener = sl.handle()
 		}

@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 
 	"mailsrv/config"
@@ -34,6 +35,9 @@ type Env struct {
 	Wakeup <-chan struct{}
 	// NewMail tells qmgr that cleanup queued a message.
 	NewMail func()
+	// Flush releases the deferred queue and wakes qmgr (postqueue -f,
+	// sendmail -q).
+	Flush func() error
 	// LogAs returns a logger for another role run on this service's
 	// behalf (pickup's cleanup logs as mailsrv/cleanup).
 	LogAs func(role string) *maillog.Logger
@@ -61,13 +65,31 @@ func newPickup(env *Env) (Service, error) {
 		return nil, err
 	}
 	q := queue.FromConfig(env.Params)
-	return &pickup.Pickup{
+	c := cleanup.New(env.Params, q, rw, env.LogAs("cleanup"), env.NewMail)
+	pk := &pickup.Pickup{
 		P:       env.Params,
 		Q:       q,
-		Cleanup: cleanup.New(env.Params, q, rw, env.LogAs("cleanup"), env.NewMail),
+		Cleanup: c,
 		Log:     env.Log,
 		Wake:    env.Wakeup,
-	}, nil
+	}
+	sub := &pickup.Submitter{P: env.Params, Cleanup: c, Log: env.Log, Flush: env.Flush}
+	// pickup also owns the submission socket: both are the way local
+	// mail comes in.
+	return ServiceFunc(func(ctx context.Context) error {
+		l, err := pickup.Listen(env.Params.QueueDirectory)
+		if err != nil {
+			return fmt.Errorf("submission socket: %w", err)
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- sub.Serve(ctx, l) }()
+		err = pk.Serve(ctx)
+		l.Close()
+		if serr := <-errc; err == nil {
+			err = serr
+		}
+		return err
+	}), nil
 }
 
 func newSmtpd(env *Env) (Service, error) {

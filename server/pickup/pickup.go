@@ -10,6 +10,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"strconv"
 	"time"
 
 	"mailsrv/config"
@@ -87,11 +89,23 @@ func (p *Pickup) one(e queue.Entry) {
 		Arrival:    f.Arrival,
 		Create:     time.Now(),
 	}
-	for k, v := range f.Attrs {
-		env.Attrs[k] = v
-	}
+	// Who wrote the file decides what it may say. A file of another user
+	// (sendmail while the daemon was down) is a local submission by that
+	// uid, whatever its attributes claim; only files written by the
+	// daemon's own user (postsuper -r, or sendmail run as that user) keep
+	// their attributes.
+	owner := f.Owner()
 	uid, submitted := f.Attrs["submit_uid"]
+	if owner != os.Geteuid() {
+		uid, submitted = strconv.Itoa(owner), true
+	} else {
+		for k, v := range f.Attrs {
+			env.Attrs[k] = v
+		}
+	}
 	if submitted {
+		env.Attrs["submit_uid"] = uid
+		env.Attrs["rewrite_context"] = "local"
 		// A local submission: pickup's Received header, and the local
 		// header rewrite context.
 		env.Received = func(id string) string {

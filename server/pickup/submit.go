@@ -1,0 +1,319 @@
+package pickup
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"mailsrv/config"
+	"mailsrv/maillog"
+	"mailsrv/queue"
+	"mailsrv/rewrite/cleanup"
+)
+
+// The submission socket ($queue_directory/public/submit) is how sendmail
+// hands a message to the running daemon without a set-uid or set-gid
+// binary. The daemon learns the submitting user from the socket's peer
+// credentials (SO_PEERCRED), so a user can say who they are only in the
+// ways Postfix allows (-f, -F), never which uid they run as.
+//
+// Protocol: the client sends one JSON line (SubmitRequest), then for
+// "mail" the message content (LF line ends) and closes its writing side.
+// The server answers with one JSON line (SubmitReply) once the message is
+// durable in the queue, or refused.
+
+// SubmitSocket is the socket's name under queue_directory.
+const SubmitSocket = "public/submit"
+
+// SubmitRequest is the client's first line.
+type SubmitRequest struct {
+	Op         string   `json:"op"` // "mail" or "flush" (sendmail -q)
+	Sender     string   `json:"sender"`
+	SenderSet  bool     `json:"sender_set"` // -f/-r given (else the login name)
+	FullName   string   `json:"full_name,omitempty"`
+	Recipients []string `json:"recipients"`
+}
+
+// SubmitReply is the server's answer.
+type SubmitReply struct {
+	QueueID  string `json:"queue_id,omitempty"`
+	Code     int    `json:"code,omitempty"` // SMTP-style code of a refusal
+	Enhanced string `json:"enhanced,omitempty"`
+	Text     string `json:"text,omitempty"`
+}
+
+const maxRequestLine = 1 << 20
+
+// Submitter serves the submission socket.
+type Submitter struct {
+	P       *config.Params
+	Cleanup *cleanup.Cleanup
+	Log     *maillog.Logger
+	// Flush asks for a deferred-queue run (sendmail -q, postqueue -f).
+	Flush func() error
+}
+
+// Listen creates the socket, replacing a stale one, open to every local
+// user (the daemon checks who they are).
+func Listen(queueDir string) (net.Listener, error) {
+	path := filepath.Join(queueDir, SubmitSocket)
+	_ = os.Remove(path)
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Serve answers submissions until ctx ends.
+func (s *Submitter) Serve(ctx context.Context, l net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		l.Close()
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			s.Log.Warnf("submit: accept: %v", err)
+			select {
+			case <-time.After(100 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			s.serve(c.(*net.UnixConn))
+		}()
+	}
+}
+
+func peerUID(c *net.UnixConn) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return -1, err
+	}
+	if cerr != nil {
+		return -1, cerr
+	}
+	return int(cred.Uid), nil
+}
+
+func (s *Submitter) serve(c *net.UnixConn) {
+	_ = c.SetDeadline(time.Now().Add(s.P.SmtpdTimeout))
+	reply := func(r SubmitReply) { _ = json.NewEncoder(c).Encode(r) }
+	refuse := func(e *cleanup.Error) { reply(SubmitReply{Code: e.Code, Enhanced: e.Enhanced, Text: e.Text}) }
+	uid, err := peerUID(c)
+	if err != nil {
+		s.Log.Warnf("submit: peer credentials: %v", err)
+		refuse(cleanup.ErrInternal)
+		return
+	}
+	br := bufio.NewReaderSize(&deadlineReader{c: c, d: s.P.SmtpdTimeout}, 64<<10)
+	line, err := readLimitedLine(br, maxRequestLine)
+	if err != nil {
+		refuse(&cleanup.Error{Code: 501, Enhanced: "5.5.4", Text: "bad submission request"})
+		return
+	}
+	var req SubmitRequest
+	if err := json.Unmarshal(line, &req); err != nil {
+		refuse(&cleanup.Error{Code: 501, Enhanced: "5.5.4", Text: "bad submission request"})
+		return
+	}
+	switch req.Op {
+	case "flush":
+		if s.Flush == nil {
+			refuse(&cleanup.Error{Code: 451, Enhanced: "4.3.0", Text: "flush is not available"})
+			return
+		}
+		if err := s.Flush(); err != nil {
+			s.Log.Warnf("submit: flush for uid %d: %v", uid, err)
+			refuse(cleanup.ErrInternal)
+			return
+		}
+		reply(SubmitReply{})
+		return
+	case "mail":
+	default:
+		refuse(&cleanup.Error{Code: 501, Enhanced: "5.5.4", Text: "bad submission request"})
+		return
+	}
+	login := strconv.Itoa(uid)
+	if u, err := user.LookupId(login); err == nil {
+		login = u.Username
+	}
+	sender := login
+	if req.SenderSet {
+		sender = req.Sender
+	}
+	if len(req.Recipients) == 0 {
+		refuse(&cleanup.Error{Code: 554, Enhanced: "5.5.1", Text: "no recipients specified"})
+		return
+	}
+	env := cleanup.Envelope{
+		Sender:       sender,
+		FullName:     req.FullName,
+		Attrs:        map[string]string{"submit_uid": strconv.Itoa(uid), "rewrite_context": "local"},
+		LocalHeaders: true,
+		Received: func(id string) string {
+			return fmt.Sprintf("by %s (%s, from userid %d)\n\tid %s; %s", s.P.Myhostname, s.P.MailName, uid, id, time.Now().Format("Mon, 2 Jan 2006 15:04:05 -0700 (MST)"))
+		},
+	}
+	for _, r := range req.Recipients {
+		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r})
+	}
+	m, err := s.Cleanup.Open(env)
+	if err != nil {
+		var ce *cleanup.Error
+		if !errors.As(err, &ce) {
+			ce = cleanup.ErrInternal
+		}
+		refuse(ce)
+		return
+	}
+	limit := int64(s.P.MessageSizeLimit)
+	n, err := io.Copy(m, io.LimitReader(br, limit+1))
+	if err == nil && limit > 0 && n > limit {
+		m.Reject(cleanup.ErrTooBig)
+		_, err = io.Copy(io.Discard, br) // read to the end, then answer
+	}
+	if err != nil {
+		m.Abort()
+		s.Log.Warnf("submit: uid %d: read error: %v", uid, err)
+		return
+	}
+	if err := m.Finish(); err != nil {
+		var ce *cleanup.Error
+		if !errors.As(err, &ce) {
+			ce = cleanup.ErrInternal
+		}
+		refuse(ce)
+		return
+	}
+	s.Log.Infof("%s: uid=%d from=<%s>", m.ID(), uid, sender)
+	reply(SubmitReply{QueueID: m.ID()})
+}
+
+// deadlineReader renews the read deadline on each read, as smtpd does.
+type deadlineReader struct {
+	c net.Conn
+	d time.Duration
+}
+
+func (r *deadlineReader) Read(p []byte) (int, error) {
+	_ = r.c.SetReadDeadline(time.Now().Add(r.d))
+	return r.c.Read(p)
+}
+
+func readLimitedLine(br *bufio.Reader, limit int) ([]byte, error) {
+	var line []byte
+	for {
+		seg, err := br.ReadSlice('\n')
+		line = append(line, seg...)
+		if len(line) > limit {
+			return nil, errors.New("request line too long")
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		return line, err
+	}
+}
+
+// ErrDaemonDown means nothing answers on the submission socket.
+var ErrDaemonDown = errors.New("the mail system is not running")
+
+// Submit hands a message to the running daemon and returns its queue ID.
+// A refusal comes back as a *cleanup.Error; ErrDaemonDown means the
+// caller should leave the message in maildrop instead.
+func Submit(queueDir string, req SubmitRequest, content io.Reader, timeout time.Duration) (string, error) {
+	c, err := net.DialTimeout("unix", filepath.Join(queueDir, SubmitSocket), 5*time.Second)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return "", ErrDaemonDown
+		}
+		return "", err
+	}
+	defer c.Close()
+	uc := c.(*net.UnixConn)
+	_ = uc.SetDeadline(time.Now().Add(timeout))
+	bw := bufio.NewWriterSize(uc, 64<<10)
+	if err := json.NewEncoder(bw).Encode(req); err != nil {
+		return "", err
+	}
+	if content != nil {
+		if _, err := io.Copy(bw, content); err != nil {
+			return "", err
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return "", err
+	}
+	_ = uc.CloseWrite()
+	var r SubmitReply
+	if err := json.NewDecoder(bufio.NewReader(uc)).Decode(&r); err != nil {
+		return "", fmt.Errorf("no answer from the mail system: %w", err)
+	}
+	if r.Code != 0 {
+		return "", &cleanup.Error{Code: r.Code, Enhanced: r.Enhanced, Text: r.Text}
+	}
+	return r.QueueID, nil
+}
+
+// Drop writes a message into maildrop for pickup (the daemon is down).
+// The file is the user's, mode 0744 when complete.
+func Drop(q *queue.Queue, req SubmitRequest, content io.Reader) (string, error) {
+	w, err := q.Create(queue.Maildrop, time.Now())
+	if err != nil {
+		return "", err
+	}
+	w.SetReadyMode(0o744)
+	if req.FullName != "" {
+		w.SetAttr("full_name", req.FullName)
+	}
+	w.SetAttr("submit_uid", strconv.Itoa(os.Getuid()))
+	w.SetSender(req.Sender)
+	for _, r := range req.Recipients {
+		w.AddRecipient(queue.Recipient{Addr: r})
+	}
+	if _, err := io.Copy(w, content); err != nil {
+		w.Abort()
+		return "", err
+	}
+	if err := w.Commit(); err != nil {
+		return "", err
+	}
+	return w.ID(), nil
+}
