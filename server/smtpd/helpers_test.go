@@ -104,7 +104,9 @@ func buildServer(t testing.TB, extra string) (*built, error) {
 	return &built{srv: srv, p: p, q: q, logs: logs}, nil
 }
 
-func startServer(t *testing.T, extra string) *testServer {
+func startServer(t *testing.T, extra string) *testServer { return startServerTB(t, extra) }
+
+func startServerTB(t testing.TB, extra string) *testServer {
 	t.Helper()
 	b, err := buildServer(t, extra)
 	if err != nil {
