@@ -195,9 +195,6 @@ func runSendmail(g *globals, cfg *config.Config, o *sendmailOpts, in io.Reader, 
 func submitOrDrop(p *config.Params, req pickup.SubmitRequest, msg []byte) (string, error) {
 	id, err := pickup.Submit(p.QueueDirectory, req, bytes.NewReader(msg), 5*time.Minute)
 	if errors.Is(err, pickup.ErrDaemonDown) {
-		if !req.SenderSet {
-			req.Sender = loginName()
-		}
 		id, err = pickup.Drop(queue.FromConfig(p), req, bytes.NewReader(msg))
 		if err != nil {
 			return "", exitf(exTempFail, "fatal: the mail system is down and maildrop is not writable: %v", err)

@@ -93,25 +93,21 @@ func newPickup(env *Env) (Service, error) {
 }
 
 func newSmtpd(env *Env) (Service, error) {
-	if env.Listener == nil {
-		return nil, errors.New("smtpd needs a listening socket (type inet or unix)")
+	if env.Listener == nil || env.Service == nil {
+		return nil, errors.New("smtpd needs a [[service]] with a listening socket (type inet or unix)")
 	}
 	rw, err := rewrite.New(env.Params)
 	if err != nil {
 		return nil, err
 	}
 	q := queue.FromConfig(env.Params)
-	limit := 0
-	if env.Service != nil {
-		limit = env.Service.Limit()
-	}
 	srv, err := smtpd.New(smtpd.Options{
 		Params:  env.Params,
 		Service: env.Service.Name,
 		Log:     env.Log,
 		Rewrite: rw,
 		Queue:   smtpd.CleanupQueue{C: cleanup.New(env.Params, q, rw, env.LogAs("cleanup"), env.NewMail)},
-		Limit:   limit,
+		Limit:   env.Service.Limit(),
 	})
 	if err != nil {
 		return nil, err

@@ -90,9 +90,18 @@ func (s *Submitter) Serve(ctx context.Context, l net.Listener) error {
 	}()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// Local users may open connections at will: serve at most
+	// default_process_limit at once, the rest wait in the backlog.
+	slots := make(chan struct{}, max(s.P.DefaultProcessLimit, 1))
 	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
+		}
 		c, err := l.Accept()
 		if err != nil {
+			<-slots
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
@@ -107,6 +116,7 @@ func (s *Submitter) Serve(ctx context.Context, l net.Listener) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() { <-slots }()
 			defer c.Close()
 			s.serve(c.(*net.UnixConn))
 		}()
@@ -132,8 +142,12 @@ func peerUID(c *net.UnixConn) (int, error) {
 }
 
 func (s *Submitter) serve(c *net.UnixConn) {
-	_ = c.SetDeadline(time.Now().Add(s.P.SmtpdTimeout))
-	reply := func(r SubmitReply) { _ = json.NewEncoder(c).Encode(r) }
+	// Every read waits at most smtpd_timeout (deadlineReader), and so
+	// does the answer.
+	reply := func(r SubmitReply) {
+		_ = c.SetWriteDeadline(time.Now().Add(s.P.SmtpdTimeout))
+		_ = json.NewEncoder(c).Encode(r)
+	}
 	refuse := func(e *cleanup.Error) { reply(SubmitReply{Code: e.Code, Enhanced: e.Enhanced, Text: e.Text}) }
 	uid, err := peerUID(c)
 	if err != nil {

@@ -265,27 +265,26 @@ func (c *checker) stageCheck(s *session, class listClass, list []restriction) *R
 
 func (c *checker) runList(st *checkState, class listClass, list []restriction) (verdict, *Reply) {
 	for _, r := range list {
+		// warn_if_reject covers exactly the restriction after it.
+		warn := st.warnNext && r.name != "warn_if_reject"
+		if warn {
+			st.warnNext = false
+		}
 		v, rep := c.apply(st, class, r)
-		switch v {
-		case permit:
+		switch {
+		case v == permit:
 			return permit, nil
-		case rejected:
-			if rep = c.rejectReply(st, rep); rep != nil {
-				return rejected, rep
-			}
+		case v == rejected && warn:
+			st.s.logRejectTo("reject_warning", *rep, st.rcpt)
+		case v == rejected:
+			return rejected, c.rejectReply(st, rep)
 		}
 	}
 	return dunno, nil
 }
 
-// rejectReply applies warn_if_reject and defer_if_reject to a reject; nil
-// means it was only logged.
+// rejectReply applies defer_if_reject to a reject.
 func (c *checker) rejectReply(st *checkState, r *Reply) *Reply {
-	if st.warnNext {
-		st.warnNext = false
-		st.s.logReject("reject_warning", *r)
-		return nil
-	}
 	if st.deferRej && r.Code >= 500 {
 		d := Reply{450, "4.7.1", r.Text}
 		return &d
@@ -319,9 +318,6 @@ func (st *checkState) rejectf(class listClass, code int, enh, format string, arg
 func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict, *Reply) {
 	s := st.s
 	p := c.p
-	if st.warnNext && r.name != "warn_if_reject" {
-		defer func() { st.warnNext = false }()
-	}
 	switch r.name {
 	case "permit":
 		return permit, nil

@@ -158,21 +158,14 @@ func lineEnd(seg []byte, policy bareLFPolicy) (text []byte, crlf bool) {
 // that ends a chunk waits for the next one.
 func (c *content) readChunk(r *bufio.Reader, n int64, last bool) error {
 	for n > 0 {
+		// Peek returns what it has on an error; the chunk is only
+		// short when nothing at all came.
 		p, err := r.Peek(int(min(n, int64(r.Size()))))
-		if len(p) == 0 && err != nil {
+		if len(p) == 0 {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return err
-		}
-		if len(p) == 0 {
-			p, err = r.Peek(1)
-			if err != nil {
-				if err == io.EOF {
-					err = io.ErrUnexpectedEOF
-				}
-				return err
-			}
 		}
 		c.bdatPiece(p)
 		n -= int64(len(p))

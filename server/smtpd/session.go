@@ -660,16 +660,7 @@ func (s *session) envelope() cleanup.Envelope {
 	if t.params.ret != "" {
 		attrs["ret_flags"] = t.params.ret
 	}
-	local := s.stdio || s.srv.localHeaderAll
-	if !local {
-		if own := s.srv.rw.IsOwnAddress(s.clientAddr); own && hasWord(s.srv.p.LocalHeaderRewriteClients, "permit_inet_interfaces") {
-			local = true
-		} else if mine, _ := s.inMynetworks(); mine && hasWord(s.srv.p.LocalHeaderRewriteClients, "permit_mynetworks") {
-			local = true
-		} else if ok, _ := s.srv.localHeaderClients.match(s.clientAddr, s.clientName); ok {
-			local = true
-		}
-	}
+	local := s.localHeaders()
 	if local {
 		attrs["rewrite_context"] = "local"
 	}
@@ -684,13 +675,22 @@ func (s *session) envelope() cleanup.Envelope {
 	}
 }
 
-func hasWord(list []string, w string) bool {
-	for _, x := range list {
-		if x == w {
+// localHeaders: the client is in local_header_rewrite_clients, so cleanup
+// completes the header as for local mail.
+func (s *session) localHeaders() bool {
+	srv := s.srv
+	switch {
+	case s.stdio || srv.localHeaderAll:
+		return true
+	case srv.localHeaderInet && srv.rw.IsOwnAddress(s.clientAddr):
+		return true
+	case srv.localHeaderMynet:
+		if mine, _ := s.inMynetworks(); mine {
 			return true
 		}
 	}
-	return false
+	ok, _ := srv.localHeaderClients.match(s.clientAddr, s.clientName)
+	return ok
 }
 
 // received is smtpd's Received: header (without the field name).

@@ -23,7 +23,6 @@ package smtpd
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -79,6 +78,8 @@ type Server struct {
 	bareLFExclusions   *clientList
 	localHeaderClients *clientList
 	localHeaderAll     bool
+	localHeaderInet    bool
+	localHeaderMynet   bool
 	resolver           *net.Resolver
 
 	mu      sync.Mutex
@@ -120,14 +121,22 @@ func New(o Options) (*Server, error) {
 	if s.bareLFExclusions, err = newClientList("smtpd_forbid_bare_newline_exclusions", p.SmtpdForbidBareNewlineExclusions); err != nil {
 		return nil, err
 	}
+	// local_header_rewrite_clients: the permit_* words are decided per
+	// session; the rest is a client list.
 	var lhc []string
 	for _, e := range p.LocalHeaderRewriteClients {
-		switch {
-		case e == "permit_inet_interfaces" || e == "permit_mynetworks" || e == "permit_sasl_authenticated" || e == "permit_tls_clientcerts" || e == "permit_tls_all_clientcerts":
-		case e == "static:all":
+		switch e {
+		case "permit_inet_interfaces":
+			s.localHeaderInet = true
+		case "permit_mynetworks":
+			s.localHeaderMynet = true
+		case "static:all":
 			s.localHeaderAll = true
+		case "permit_sasl_authenticated", "permit_tls_clientcerts", "permit_tls_all_clientcerts", "check_address_map":
+			// No SASL or client certificates yet; check_address_map
+			// only announces the table that follows.
 		default:
-			lhc = append(lhc, strings.TrimPrefix(e, "check_address_map"))
+			lhc = append(lhc, e)
 		}
 	}
 	if s.localHeaderClients, err = newClientList("local_header_rewrite_clients", lhc); err != nil {
@@ -149,12 +158,20 @@ func (s *Server) Serve(ctx context.Context, hard context.Context, l net.Listener
 		<-ctx.Done()
 		l.Close()
 	}()
+	// On the way out: wait for the sessions (closing their connections if
+	// hard ends meanwhile), then retire the closer.
+	stopped := make(chan struct{})
+	defer close(stopped)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, s.limit)
 	var conns sync.Map
 	go func() {
-		<-hard.Done()
+		select {
+		case <-hard.Done():
+		case <-stopped:
+			return
+		}
 		conns.Range(func(k, _ any) bool {
 			k.(net.Conn).Close()
 			return true
@@ -270,5 +287,3 @@ func (s *Server) lookupName(ctx context.Context, a netip.Addr) (name, reverse st
 	}
 	return "unknown", reverse
 }
-
-func (s *Server) String() string { return fmt.Sprintf("smtpd %s", s.name) }

@@ -474,3 +474,16 @@ func TestTimeouts(t *testing.T) {
 func asSMTPError(err error, target **gosmtp.SMTPError) bool {
 	return errors.As(err, target)
 }
+
+// TestWarnIfReject: warn_if_reject turns the next restriction's reject
+// into a log line, and only that one.
+func TestWarnIfReject(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, `smtpd_recipient_restrictions = ["warn_if_reject", "reject_non_fqdn_recipient", "check_recipient_access", "inline:{ {bob@=REJECT no} }"]`)
+	c := ts.dialFrom(t, "127.0.0.2")
+	c.cmd("HELO x", "250 mx.our.test")
+	c.cmd("MAIL FROM:<a@remote.example>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<alice>", "250 2.1.5 Ok")
+	c.cmd("RCPT TO:<bob@our.test>", "554 5.7.1 <bob@our.test>: Recipient address rejected: no")
+	ts.waitLog(t, "NOQUEUE: reject_warning: RCPT from unknown[127.0.0.2]: 504 5.5.2 <alice>: Recipient address rejected: need fully-qualified address; from=<a@remote.example> to=<alice> proto=SMTP helo=<x>")
+}
