@@ -78,26 +78,43 @@ type Params struct {
 	DefaultDatabaseType string `pf:"default_database_type" def:"hash" enum:"hash|cdb" doc:"table type postmap and postalias build when none is given"`
 
 	// Local and virtual delivery.
-	AliasMaps             []string `pf:"alias_maps" kind:"maps" def:"hash:/etc/aliases" doc:"alias tables used by local delivery"`
-	AliasDatabase         []string `pf:"alias_database" kind:"maps" def:"hash:/etc/aliases" doc:"alias tables rebuilt by newaliases"`
-	LocalRecipientMaps    []string `pf:"local_recipient_maps" kind:"maps" def:"proxy:unix:passwd.byname $alias_maps" doc:"tables of valid local recipients (empty = accept any local user)"`
-	MailSpoolDirectory    string   `pf:"mail_spool_directory" kind:"path" def:"/var/mail" doc:"directory of UNIX-style mailboxes"`
-	HomeMailbox           string   `pf:"home_mailbox" def:"" doc:"mailbox path relative to a user's home, e.g. Maildir/ (empty = mail_spool_directory)"`
-	MailboxCommand        string   `pf:"mailbox_command" expand:"delivery" def:"" doc:"command that delivers to a user's mailbox instead of mailsrv"`
-	MailboxSizeLimit      int      `pf:"mailbox_size_limit" def:"51200000" doc:"largest mailbox file or Maildir message in bytes (0 = no limit)"`
-	ForwardPath           []string `pf:"forward_path" expand:"delivery" def:"$home/.forward${recipient_delimiter}${extension}, $home/.forward" doc:"where local delivery looks for .forward files"`
-	AllowMailToCommands   []string `pf:"allow_mail_to_commands" def:"alias, forward" doc:"where |command destinations are allowed"`
-	AllowMailToFiles      []string `pf:"allow_mail_to_files" def:"alias, forward" doc:"where /file destinations are allowed"`
-	DefaultPrivs          string   `pf:"default_privs" def:"nobody" doc:"user for deliveries to commands and files in aliases"`
-	VirtualMailboxDomains []string `pf:"virtual_mailbox_domains" def:"$virtual_mailbox_maps" doc:"domains delivered by the virtual transport"`
-	VirtualMailboxMaps    []string `pf:"virtual_mailbox_maps" kind:"maps" def:"" doc:"virtual address to mailbox path tables"`
-	VirtualMailboxBase    string   `pf:"virtual_mailbox_base" kind:"path" def:"" doc:"prefix of every virtual mailbox path"`
-	VirtualAliasMaps      []string `pf:"virtual_alias_maps" kind:"maps" def:"$virtual_maps" doc:"virtual alias tables (address to address lists)"`
-	VirtualAliasDomains   []string `pf:"virtual_alias_domains" def:"$virtual_alias_maps" doc:"domains that only have virtual aliases"`
-	VirtualUIDMaps        []string `pf:"virtual_uid_maps" kind:"maps" def:"" doc:"user ID of each virtual mailbox"`
-	VirtualGIDMaps        []string `pf:"virtual_gid_maps" kind:"maps" def:"" doc:"group ID of each virtual mailbox"`
-	VirtualMinimumUID     int      `pf:"virtual_minimum_uid" def:"100" doc:"smallest user ID the virtual transport accepts"`
-	VirtualMaps           []string `pf:"virtual_maps" kind:"maps" def:"" doc:"legacy name of virtual_alias_maps"`
+	AliasMaps                   []string      `pf:"alias_maps" kind:"maps" def:"hash:/etc/aliases" doc:"alias tables used by local delivery"`
+	AliasDatabase               []string      `pf:"alias_database" kind:"maps" def:"hash:/etc/aliases" doc:"alias tables rebuilt by newaliases"`
+	LocalRecipientMaps          []string      `pf:"local_recipient_maps" kind:"maps" def:"proxy:unix:passwd.byname $alias_maps" doc:"tables of valid local recipients (empty = accept any local user)"`
+	MailSpoolDirectory          string        `pf:"mail_spool_directory" kind:"path" def:"/var/mail" doc:"directory of UNIX-style mailboxes"`
+	HomeMailbox                 string        `pf:"home_mailbox" def:"" doc:"mailbox path relative to a user's home, e.g. Maildir/ (empty = mail_spool_directory)"`
+	MailboxCommand              string        `pf:"mailbox_command" expand:"delivery" def:"" doc:"command that delivers to a user's mailbox instead of mailsrv"`
+	MailboxSizeLimit            int           `pf:"mailbox_size_limit" def:"51200000" doc:"largest mailbox file or Maildir message in bytes (0 = no limit)"`
+	ForwardPath                 []string      `pf:"forward_path" expand:"delivery" def:"$home/.forward${recipient_delimiter}${extension}, $home/.forward" doc:"where local delivery looks for .forward files"`
+	AllowMailToCommands         []string      `pf:"allow_mail_to_commands" def:"alias, forward" doc:"where |command destinations are allowed"`
+	AllowMailToFiles            []string      `pf:"allow_mail_to_files" def:"alias, forward" doc:"where /file destinations are allowed"`
+	DefaultPrivs                string        `pf:"default_privs" def:"nobody" doc:"user for deliveries to commands and files in aliases"`
+	VirtualMailboxDomains       []string      `pf:"virtual_mailbox_domains" def:"$virtual_mailbox_maps" doc:"domains delivered by the virtual transport"`
+	VirtualMailboxMaps          []string      `pf:"virtual_mailbox_maps" kind:"maps" def:"" doc:"virtual address to mailbox path tables"`
+	VirtualMailboxBase          string        `pf:"virtual_mailbox_base" kind:"path" def:"" doc:"prefix of every virtual mailbox path"`
+	VirtualAliasMaps            []string      `pf:"virtual_alias_maps" kind:"maps" def:"$virtual_maps" doc:"virtual alias tables (address to address lists)"`
+	VirtualAliasDomains         []string      `pf:"virtual_alias_domains" def:"$virtual_alias_maps" doc:"domains that only have virtual aliases"`
+	VirtualUIDMaps              []string      `pf:"virtual_uid_maps" kind:"maps" def:"" doc:"user ID of each virtual mailbox"`
+	VirtualGIDMaps              []string      `pf:"virtual_gid_maps" kind:"maps" def:"" doc:"group ID of each virtual mailbox"`
+	VirtualMinimumUID           int           `pf:"virtual_minimum_uid" def:"100" doc:"smallest user ID the virtual transport accepts"`
+	VirtualMaps                 []string      `pf:"virtual_maps" kind:"maps" def:"" doc:"legacy name of virtual_alias_maps"`
+	VirtualMailboxLimit         int           `pf:"virtual_mailbox_limit" def:"51200000" doc:"largest virtual mailbox file or Maildir message in bytes (0 = no limit)"`
+	VirtualMailboxLock          []string      `pf:"virtual_mailbox_lock" def:"fcntl, dotlock" doc:"how virtual mbox files are locked (fcntl, flock, dotlock)"`
+	MailboxDeliveryLock         []string      `pf:"mailbox_delivery_lock" def:"fcntl, dotlock" doc:"how local mbox files are locked (fcntl, flock, dotlock)"`
+	StaleLockTime               time.Duration `pf:"stale_lock_time" unit:"s" def:"500s" doc:"age after which a dotlock file is removed as stale"`
+	DeliverLockAttempts         int           `pf:"deliver_lock_attempts" def:"20" doc:"tries to lock a mailbox before deferring"`
+	DeliverLockDelay            time.Duration `pf:"deliver_lock_delay" unit:"s" def:"1s" doc:"pause between mailbox lock attempts"`
+	PrependDeliveredHeader      []string      `pf:"prepend_delivered_header" def:"command, file, forward" doc:"deliveries that get a Delivered-To: header (mailbox deliveries always do)"`
+	StrictMailboxOwnership      bool          `pf:"strict_mailbox_ownership" def:"yes" doc:"defer delivery to an mbox file the recipient does not own"`
+	LuserRelay                  string        `pf:"luser_relay" expand:"delivery" def:"" doc:"where mail for unknown local users goes (empty = bounce)"`
+	FallbackTransport           string        `pf:"fallback_transport" def:"" doc:"transport for local recipients not found in passwd"`
+	MailboxTransport            string        `pf:"mailbox_transport" def:"" doc:"transport that takes over local mailbox delivery"`
+	OwnerRequestSpecial         bool          `pf:"owner_request_special" def:"yes" doc:"owner-LIST and LIST-request aliases become the sender of errors for LIST"`
+	ExpandOwnerAlias            bool          `pf:"expand_owner_alias" def:"no" doc:"use the expansion of owner-LIST, not the address, as the sender"`
+	CommandTimeLimit            time.Duration `pf:"command_time_limit" unit:"s" def:"1000s" doc:"time limit of local and pipe commands"`
+	LocalCommandShell           string        `pf:"local_command_shell" def:"" doc:"shell for |command deliveries (empty = /bin/sh -c, or direct exec when no shell syntax)"`
+	SoftBounce                  bool          `pf:"soft_bounce" def:"no" doc:"defer instead of bouncing (for testing a configuration)"`
+	DelayLoggingResolutionLimit int           `pf:"delay_logging_resolution_limit" def:"2" doc:"decimals in the delay= and delays= log fields"`
 
 	// Queue, files and the running daemon.
 	QueueDirectory       string        `pf:"queue_directory" kind:"path" def:"/var/spool/mailsrv" doc:"the mail queue"`
@@ -237,6 +254,17 @@ type Params struct {
 	ErrorNoticeRecipient     string   `pf:"error_notice_recipient" def:"postmaster" doc:"receives protocol, policy, resource and software notices"`
 	BounceSizeLimit          int      `pf:"bounce_size_limit" def:"50000" doc:"most bytes of the original message returned in a bounce"`
 	DoubleBounceSender       string   `pf:"double_bounce_sender" def:"double-bounce" doc:"sender of postmaster notices; mail to it is discarded"`
+
+	// lmtp client.
+	LMTPLhloName        string        `pf:"lmtp_lhlo_name" def:"$myhostname" doc:"name sent in LHLO"`
+	LMTPConnectTimeout  time.Duration `pf:"lmtp_connect_timeout" unit:"s" def:"0s" doc:"time limit for connecting to an LMTP server (0 = the system's)"`
+	LMTPLhloTimeout     time.Duration `pf:"lmtp_lhlo_timeout" unit:"s" def:"300s" doc:"time limit for the greeting and LHLO reply"`
+	LMTPMailTimeout     time.Duration `pf:"lmtp_mail_timeout" unit:"s" def:"300s" doc:"time limit for the MAIL FROM reply"`
+	LMTPRcptTimeout     time.Duration `pf:"lmtp_rcpt_timeout" unit:"s" def:"300s" doc:"time limit for each RCPT TO reply"`
+	LMTPDataInitTimeout time.Duration `pf:"lmtp_data_init_timeout" unit:"s" def:"120s" doc:"time limit for the DATA reply"`
+	LMTPDataXferTimeout time.Duration `pf:"lmtp_data_xfer_timeout" unit:"s" def:"180s" doc:"time limit for sending each piece of content"`
+	LMTPDataDoneTimeout time.Duration `pf:"lmtp_data_done_timeout" unit:"s" def:"600s" doc:"time limit for the replies after the final dot"`
+	LMTPQuitTimeout     time.Duration `pf:"lmtp_quit_timeout" unit:"s" def:"300s" doc:"time limit for the QUIT reply"`
 
 	// smtp client.
 	SMTPHeloName                  string        `pf:"smtp_helo_name" def:"$myhostname" doc:"name sent in EHLO/HELO"`

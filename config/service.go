@@ -17,6 +17,9 @@ type Service struct {
 	Command      string // the role: smtpd, pickup, qmgr, smtp, pipe, …
 	ProcessLimit int    // 0 = default_process_limit
 	Line         int    // where the table starts in the file
+	// Pipe holds pipe(8)'s master.cf attributes (argv=, flags=, user=,
+	// size=, eol=, null_sender=, directory=); only command "pipe" has them.
+	Pipe *PipeAttrs
 	// Params are the effective parameters of this service: the file's
 	// values with [service.overrides] applied (master.cf -o).
 	Params *Params
@@ -64,7 +67,22 @@ var Commands = map[string]bool{
 
 var serviceTypes = map[string]bool{"inet": true, "unix": true, "unix-dgram": true, "fifo": true, "pass": true}
 
-var serviceKeys = []string{"name", "type", "listen", "command", "process_limit", "overrides"}
+var serviceKeys = []string{"name", "type", "listen", "command", "process_limit", "overrides",
+	"argv", "flags", "user", "size", "eol", "null_sender", "directory"}
+
+// pipeKeys are the keys only a pipe service may have.
+var pipeKeys = []string{"argv", "flags", "user", "size", "eol", "null_sender", "directory"}
+
+// PipeAttrs are pipe(8)'s attributes.
+type PipeAttrs struct {
+	Argv       []string // the command and its arguments, with $macros
+	Flags      string   // B D F O R X h q u . >
+	User       string   // user[:group] the command runs as
+	Size       int64    // size limit in bytes (0 = none)
+	Eol        string   // line terminator (default "\n")
+	NullSender string   // what ${sender} is for the null sender
+	Directory  string   // working directory
+}
 
 // services validates the [[service]] array.
 func (ld *loader) services(v any) {
@@ -96,6 +114,15 @@ func (ld *loader) services(v any) {
 		str("listen", &s.Listen)
 		str("command", &s.Command)
 		label := fmt.Sprintf("[[service]] %q", s.Name)
+		if s.Command == "pipe" {
+			s.Pipe = ld.pipeAttrs(m, base, label)
+		} else {
+			for _, k := range pipeKeys {
+				if _, ok := m[k]; ok {
+					ld.errorf("%s at %s: %s is an attribute of pipe services only", label, ld.at(base+"."+k), k)
+				}
+			}
+		}
 		if x, ok := m["process_limit"]; ok {
 			if n, ok := x.(int64); ok && n >= 0 {
 				s.ProcessLimit = int(n)
@@ -184,6 +211,59 @@ func (ld *loader) services(v any) {
 		seen[key] = s.Line
 		ld.c.Services = append(ld.c.Services, s)
 	}
+}
+
+// pipeAttrs reads and checks a pipe service's attributes.
+func (ld *loader) pipeAttrs(m map[string]any, base, label string) *PipeAttrs {
+	pa := &PipeAttrs{Eol: "\n", NullSender: "MAILER-DAEMON"}
+	str := func(key string, dst *string) {
+		if x, ok := m[key]; ok {
+			if sv, ok := x.(string); ok {
+				*dst = sv
+			} else {
+				ld.errorf("wrong type for %s in %s at %s: expected a string, got %s", key, label, ld.at(base+"."+key), typeName(x))
+			}
+		}
+	}
+	str("flags", &pa.Flags)
+	str("user", &pa.User)
+	str("eol", &pa.Eol)
+	str("null_sender", &pa.NullSender)
+	str("directory", &pa.Directory)
+	pa.Eol = strings.NewReplacer(`\r`, "\r", `\n`, "\n").Replace(pa.Eol)
+	if x, ok := m["size"]; ok {
+		if n, ok := x.(int64); ok && n >= 0 {
+			pa.Size = n
+		} else {
+			ld.errorf("wrong type for size in %s at %s: expected a non-negative integer, got %v", label, ld.at(base+".size"), x)
+		}
+	}
+	switch x := m["argv"].(type) {
+	case nil:
+		ld.errorf("%s at %s: a pipe service needs argv = [\"/path/to/command\", \"arg\", ...]", label, ld.at(base))
+	case []any:
+		for _, e := range x {
+			if sv, ok := e.(string); ok {
+				pa.Argv = append(pa.Argv, sv)
+			} else {
+				ld.errorf("wrong type for argv in %s at %s: expected strings, got %s", label, ld.at(base+".argv"), typeName(e))
+			}
+		}
+		if len(pa.Argv) == 0 || !strings.HasPrefix(pa.Argv[0], "/") {
+			ld.errorf("%s at %s: argv must start with the command's absolute path", label, ld.at(base+".argv"))
+		}
+	default:
+		ld.errorf("wrong type for argv in %s at %s: expected an array of strings, got %s", label, ld.at(base+".argv"), typeName(x))
+	}
+	for _, f := range pa.Flags {
+		if !strings.ContainsRune("BDFORXhqu.>", f) {
+			ld.errorf("%s at %s: unknown pipe flag %q (known: B D F O R X h q u . >)", label, ld.at(base+".flags"), f)
+		}
+	}
+	if pa.User == "" {
+		ld.errorf("%s at %s: a pipe service needs user = \"name\" (never root)", label, ld.at(base))
+	}
+	return pa
 }
 
 // checkListen validates an inet listen address: host:port, [v6]:port or

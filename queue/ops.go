@@ -143,14 +143,23 @@ type Logger interface {
 }
 
 // Recover runs at start: messages left in active by a crash or a stop go
-// back to incoming to be scheduled again; every message there is checked,
+// back to incoming to be scheduled again (to deferred when qmgr had
+// recorded a retry time before delivering them); every message there is checked,
 // and a file that does not parse goes to corrupt/ with a log line without
 // stopping the rest; leftovers of unfinished writes older than maxTemp are
 // removed. It returns how many messages are waiting in incoming.
 func (q *Queue) Recover(log Logger, maxTemp time.Duration) (int, error) {
+	now := time.Now()
 	err := q.Walk(Active, func(e Entry) error {
-		if err := q.Move(e.ID, Active, Incoming); err != nil {
-			log.Warnf("%s: cannot move back to incoming: %v", e.ID, err)
+		// qmgr records the retry time in the mtime before it delivers:
+		// a message whose delivery was interrupted waits for it in
+		// deferred, so a crash loop cannot hammer a destination.
+		to := Incoming
+		if st, err := os.Stat(e.Path); err == nil && st.ModTime().After(now.Add(time.Second)) {
+			to = Deferred
+		}
+		if err := q.Move(e.ID, Active, to); err != nil {
+			log.Warnf("%s: cannot move back to %s: %v", e.ID, to, err)
 		}
 		return nil
 	}, nil)

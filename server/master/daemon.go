@@ -22,6 +22,7 @@ import (
 	"mailsrv/config"
 	"mailsrv/maillog"
 	"mailsrv/queue"
+	"mailsrv/queue/qmgr"
 )
 
 // Options control one run of the daemon.
@@ -60,8 +61,12 @@ type Daemon struct {
 	// wakeups holds each service's wakeup channel, by service name;
 	// buffered 1 so a burst of changes is one wakeup. Guarded by mu.
 	wakeups map[string]chan struct{}
-	lock    *os.File // the locked pid file
-	ctl     *controlServer
+	// deliveries holds each transport's request channel, by service
+	// name, so that qmgr's requests outlive a restart of the agent.
+	// Guarded by mu.
+	deliveries map[string]chan *qmgr.Delivery
+	lock       *os.File // the locked pid file
+	ctl        *controlServer
 }
 
 // PIDFile is where the running master records its pid; the file is also
@@ -76,7 +81,7 @@ func Run(opts Options) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{opts: opts, cfg: cfg, listeners: map[string]*sharedListener{}, stopReq: make(chan string, 1), wakeups: map[string]chan struct{}{}}
+	d := &Daemon{opts: opts, cfg: cfg, listeners: map[string]*sharedListener{}, stopReq: make(chan string, 1), wakeups: map[string]chan struct{}{}, deliveries: map[string]chan *qmgr.Delivery{}}
 	p := cfg.Params
 	d.log, err = maillog.Open(p.MaillogFile, p.SyslogFacility, p.Myhostname)
 	if err != nil {
@@ -282,7 +287,7 @@ func (d *Daemon) Reload() error {
 	d.cfg = cfg
 	d.startServices(cfg)
 	for _, name := range d.sup.Names() {
-		if cfg.Service(name) == nil && !slices.Contains(builtinRoles, name) {
+		if cfg.Service(name) == nil && !isBuiltin(name) {
 			d.sup.Stop(name)
 		}
 	}
@@ -368,22 +373,30 @@ func (d *Daemon) startServices(cfg *config.Config) {
 		if hasSocket(s) {
 			sl = d.listeners[listenKey(s)]
 		}
-		d.sup.Start(d.ctx, s.Name, d.factory(cfg, s, s.Command, role, sl))
+		d.sup.Start(d.ctx, s.Name, d.factory(cfg, s, s.Name, s.Command, role, sl))
 	}
-	for _, name := range builtinRoles {
-		if cfg.Service(name) == nil {
-			d.sup.Start(d.ctx, name, d.factory(cfg, nil, name, roles[name], nil))
+	for _, b := range builtinRoles {
+		if cfg.Service(b.name) == nil {
+			d.sup.Start(d.ctx, b.name, d.factory(cfg, nil, b.name, b.command, roles[b.command], nil))
 		}
 	}
 }
 
-func (d *Daemon) factory(cfg *config.Config, s *config.Service, command string, role Role, sl *sharedListener) Factory {
+func (d *Daemon) factory(cfg *config.Config, s *config.Service, name, command string, role Role, sl *sharedListener) Factory {
 	params := cfg.Params
-	name := command
+	limit := params.DefaultProcessLimit
 	if s != nil {
-		params, name = s.Params, s.Name
+		params, limit = s.Params, s.Limit()
 	}
 	wake := d.wakeChan(name)
+	var deliveries chan *qmgr.Delivery
+	if deliveryCommands[command] {
+		deliveries = d.deliveryChan(name, limit)
+	}
+	var transports map[string]qmgr.Transport
+	if command == "qmgr" {
+		transports = d.transports(cfg)
+	}
 	return func() (Service, error) {
 		env := &Env{Config: cfg, Service: s, Params: params, Hard: d.hard, Wakeup: wake,
 			NewMail: func() { d.notify("qmgr") },
@@ -393,8 +406,13 @@ func (d *Daemon) factory(cfg *config.Config, s *config.Service, command string, 
 				}
 				return nil
 			},
-			LogAs: func(role string) *maillog.Logger { return d.log.Role(params.SyslogName, role) },
-			Log:   d.log.Role(params.SyslogName, command)}
+			LogAs:      func(role string) *maillog.Logger { return d.log.Role(params.SyslogName, role) },
+			Log:        d.log.Role(params.SyslogName, command),
+			Name:       name,
+			Limit:      limit,
+			Deliveries: deliveries,
+			Transports: transports,
+		}
 		if sl != nil {
 			env.Listener = sl.handle()
 		}
@@ -526,6 +544,36 @@ func (d *Daemon) control(req Request) Response {
 		return d.flush(req)
 	}
 	return Response{Error: fmt.Sprintf("unknown request %q", req.Cmd)}
+}
+
+// deliveryChan returns a transport's request channel; called with d.mu
+// held. Its buffer is the pool size: qmgr never has more requests out.
+func (d *Daemon) deliveryChan(name string, limit int) chan *qmgr.Delivery {
+	c, ok := d.deliveries[name]
+	if !ok {
+		c = make(chan *qmgr.Delivery, max(limit, 1))
+		d.deliveries[name] = c
+	}
+	return c
+}
+
+// transports lists the delivery services of cfg for qmgr: the
+// [[service]] entries with a delivery command this build runs, and the
+// built-in ones no entry replaces. Called with d.mu held.
+func (d *Daemon) transports(cfg *config.Config) map[string]qmgr.Transport {
+	out := map[string]qmgr.Transport{}
+	for _, s := range cfg.Services {
+		if deliveryCommands[s.Command] && Implemented(s.Command) {
+			out[s.Name] = qmgr.Transport{C: d.deliveryChan(s.Name, s.Limit()), Limit: s.Limit()}
+		}
+	}
+	for _, b := range builtinRoles {
+		if deliveryCommands[b.command] && cfg.Service(b.name) == nil {
+			n := cfg.Params.DefaultProcessLimit
+			out[b.name] = qmgr.Transport{C: d.deliveryChan(b.name, n), Limit: n}
+		}
+	}
+	return out
 }
 
 // wakeChan returns a service's wakeup channel; called with d.mu held.

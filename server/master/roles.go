@@ -7,8 +7,12 @@ import (
 	"net"
 
 	"mailsrv/config"
+	"mailsrv/delivery/bounce"
+	"mailsrv/delivery/discard"
+	"mailsrv/delivery/virtual"
 	"mailsrv/maillog"
 	"mailsrv/queue"
+	"mailsrv/queue/qmgr"
 	"mailsrv/rewrite"
 	"mailsrv/rewrite/cleanup"
 	"mailsrv/server/pickup"
@@ -41,6 +45,15 @@ type Env struct {
 	// LogAs returns a logger for another role run on this service's
 	// behalf (pickup's cleanup logs as mailsrv/cleanup).
 	LogAs func(role string) *maillog.Logger
+	// Name is the service name (for a transport, the transport name);
+	// Limit its process_limit.
+	Name  string
+	Limit int
+	// Deliveries is a delivery agent's request channel (owned by the
+	// master, so it survives the agent's restart).
+	Deliveries <-chan *qmgr.Delivery
+	// Transports are the delivery services qmgr may use.
+	Transports map[string]qmgr.Transport
 }
 
 // Role builds a service instance from its environment.
@@ -51,13 +64,96 @@ type Role func(env *Env) (Service, error)
 // way: roles below, master above). A command that config accepts but is
 // not listed here is reported at start and by postfix check.
 var roles = map[string]Role{
-	"pickup": newPickup,
-	"smtpd":  newSmtpd,
+	"pickup":  newPickup,
+	"smtpd":   newSmtpd,
+	"qmgr":    newQmgr,
+	"virtual": agentRole(newVirtual),
+	"discard": agentRole(func(*Env) (qmgr.Agent, error) { return discard.Discard, nil }),
+	"error":   agentRole(newError),
 }
 
-// builtinRoles run without a [[service]] entry (cleanup, qmgr, … in
-// Postfix terms); an entry with the same name tunes them.
-var builtinRoles = []string{"pickup"}
+// deliveryCommands are the commands that are transports: qmgr sends them
+// deliveries.
+var deliveryCommands = map[string]bool{
+	"local": true, "virtual": true, "pipe": true, "lmtp": true,
+	"discard": true, "error": true, "smtp": true,
+}
+
+// builtinRoles run without a [[service]] entry, as the stock master.cf
+// would have them; an entry with the same name replaces one.
+var builtinRoles = []struct{ name, command string }{
+	{"pickup", "pickup"},
+	{"qmgr", "qmgr"},
+	{"virtual", "virtual"},
+	{"discard", "discard"},
+	{"error", "error"},
+	{"retry", "error"},
+}
+
+func isBuiltin(name string) bool {
+	for _, b := range builtinRoles {
+		if b.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// newQmgr is the queue manager, with trivial-rewrite's resolver and the
+// bounce service.
+func newQmgr(env *Env) (Service, error) {
+	rw, err := rewrite.New(env.Params)
+	if err != nil {
+		return nil, err
+	}
+	q := queue.FromConfig(env.Params)
+	notices := &bounce.Service{P: env.Params, Log: env.LogAs("bounce"),
+		Cleanup: cleanup.New(env.Params, q, rw, env.LogAs("cleanup"), env.NewMail)}
+	m, err := qmgr.New(qmgr.Options{
+		Params: env.Params, Queue: q, Log: env.Log,
+		Resolve: func(addr, sender string) (qmgr.Route, error) {
+			res, err := rw.Resolve(addr, sender)
+			return qmgr.Route{Transport: res.Transport, Nexthop: res.Nexthop, Recipient: res.Recipient,
+				Local: res.Class == rewrite.ClassLocal, Error: res.Error}, err
+		},
+		Transports: env.Transports,
+		Notify:     notices,
+		Wake:       env.Wakeup,
+		Hard:       env.Hard,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ServiceFunc(m.Run), nil
+}
+
+// agentRole makes a delivery agent a service: its worker pool reads the
+// transport's channel.
+func agentRole(build func(env *Env) (qmgr.Agent, error)) Role {
+	return func(env *Env) (Service, error) {
+		if env.Deliveries == nil {
+			return nil, errors.New("not a transport")
+		}
+		a, err := build(env)
+		if err != nil {
+			return nil, err
+		}
+		return ServiceFunc(func(ctx context.Context) error {
+			return qmgr.ServeAgent(ctx, env.Deliveries, env.Limit, env.Log, a)
+		}), nil
+	}
+}
+
+func newVirtual(env *Env) (qmgr.Agent, error) { return virtual.New(env.Params) }
+
+// newError is error(8); the stock master.cf's retry service runs the
+// same program and defers instead.
+func newError(env *Env) (qmgr.Agent, error) {
+	if env.Name == "retry" {
+		return discard.Retry, nil
+	}
+	return discard.Error, nil
+}
 
 func newPickup(env *Env) (Service, error) {
 	rw, err := rewrite.New(env.Params)

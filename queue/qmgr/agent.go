@@ -1,0 +1,82 @@
+package qmgr
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"mailsrv/maillog"
+)
+
+// Agent is a delivery agent: it delivers what a Delivery asks and reports
+// every recipient (Sent, Defer or Bounce) before returning.
+type Agent interface {
+	Deliver(d *Delivery)
+}
+
+// AgentFunc adapts a function to Agent.
+type AgentFunc func(d *Delivery)
+
+// Deliver calls f.
+func (f AgentFunc) Deliver(d *Delivery) { f(d) }
+
+// ServeAgent runs a transport's worker pool: n workers (the service's
+// process_limit) take deliveries from c. When ctx ends the workers finish
+// what they hold, deliver what is still waiting in c, and return: the
+// channel belongs to the master, and a successor instance (after a reload)
+// takes over from there.
+func ServeAgent(ctx context.Context, c <-chan *Delivery, n int, log *maillog.Logger, a Agent) error {
+	if n < 1 {
+		n = 1
+	}
+	done := make(chan struct{})
+	for range n {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				select {
+				case d := <-c:
+					run(d, log, a)
+				case <-ctx.Done():
+					for {
+						select {
+						case d := <-c:
+							run(d, log, a)
+						default:
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	for range n {
+		<-done
+	}
+	return nil
+}
+
+// run delivers one request. A panic in an agent is contained here: its
+// recipients are deferred as Postfix does when a delivery agent crashes,
+// and the worker goes on.
+func run(d *Delivery, log *maillog.Logger, a Agent) {
+	d.log = log
+	d.handed = time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			log.Warnf("%s: delivery agent panic: %v", d.ID, r)
+			log.Debugf("%s: panic stack:\n%s", d.ID, debug.Stack())
+			d.DeferRest(Status{DSN: "4.3.0", Text: "unknown mail transport error"})
+		}
+		// An agent that forgot a recipient must not lose it.
+		for _, r := range d.Recipients {
+			if d.Pending(r) {
+				log.Warnf("%s: transport %s did not report <%s>", d.ID, d.Transport, r.Addr)
+				d.Defer(r, Status{DSN: "4.3.0", Text: fmt.Sprintf("unknown mail transport error")})
+			}
+		}
+		d.done <- d
+	}()
+	a.Deliver(d)
+}

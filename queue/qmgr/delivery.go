@@ -1,0 +1,281 @@
+package qmgr
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"mailsrv/maillog"
+	"mailsrv/queue"
+)
+
+// Delivery is one request from qmgr to a delivery agent: some recipients
+// of one message, all for one transport and nexthop. The agent reports
+// each recipient exactly once with Sent, Defer or Bounce; those calls log
+// the Postfix "to=<…>, relay=…, status=…" line, record the status where
+// postqueue and the bounce service find it, and mark finished recipients
+// done in the queue file (durably) before returning.
+type Delivery struct {
+	ID         string
+	Transport  string
+	Nexthop    string
+	Sender     string // "" = the null sender
+	Arrival    time.Time
+	Attrs      map[string]string // envelope attributes (client_address, …); read only
+	Size       int64             // content size
+	Recipients []*Recipient
+	// Ctx ends when the daemon's stop deadline has passed: long work
+	// (commands, network) must then give up; the queue keeps the rest.
+	Ctx context.Context
+
+	file     *queue.File
+	q        *queue.Queue
+	log      *maillog.Logger
+	soft     bool // soft_bounce
+	decimals int  // delay_logging_resolution_limit
+	active   time.Time
+	handed   time.Time
+	setup    time.Time
+
+	mu      sync.Mutex
+	siteErr *Status // destination-wide failure: negative feedback
+	msg     *message
+	dest    *dest
+	done    chan<- *Delivery
+}
+
+// Recipient is one recipient of a delivery.
+type Recipient struct {
+	Addr   string // as resolved (the address to deliver to)
+	Orig   string // the original recipient, before rewriting ("" = Addr)
+	ORCPT  string // DSN ORCPT
+	Notify int    // DSN NOTIFY bits
+	rec    *queue.Recipient
+	state  int
+}
+
+// Recipient states.
+const (
+	pending = iota
+	sent
+	deferred
+	bounced
+)
+
+// Status is a delivery result as an agent reports it.
+type Status struct {
+	DSN     string // enhanced status code: 2.0.0, 4.2.0, 5.1.1 …
+	Text    string // "delivered to maildir", or the remote server's reply
+	Relay   string // relay= field: "virtual", "host[ip]:port", "none" …
+	ConnUse int    // conn_use= when a cached connection was reused (> 1)
+	// DiagType/DiagText and MTA go into the DSN report (Diagnostic-Code,
+	// Remote-MTA) when the reason came from a remote server.
+	DiagType, DiagText string
+	MTA                string
+}
+
+// Content returns a fresh reader of the message content (LF line ends,
+// no dot stuffing). Several readers may be used at once.
+func (d *Delivery) Content() *io.SectionReader { return d.file.Content() }
+
+// Log is the agent's logger (mailsrv/virtual, …).
+func (d *Delivery) Log() *maillog.Logger { return d.log }
+
+// SetupDone marks the end of connection setup (DNS, connect, greeting,
+// HELO, TLS) for the third delays= field.
+func (d *Delivery) SetupDone() {
+	d.mu.Lock()
+	d.setup = time.Now()
+	d.mu.Unlock()
+}
+
+// Sent reports a recipient delivered.
+func (d *Delivery) Sent(r *Recipient, st Status) {
+	d.report(r, sent, st)
+}
+
+// Defer reports a recipient that should be tried again later.
+func (d *Delivery) Defer(r *Recipient, st Status) {
+	d.report(r, deferred, st)
+}
+
+// Bounce reports a recipient that cannot be delivered (soft_bounce turns
+// this into Defer).
+func (d *Delivery) Bounce(r *Recipient, st Status) {
+	if d.soft {
+		if strings.HasPrefix(st.DSN, "5") {
+			st.DSN = "4" + st.DSN[1:]
+		}
+		d.report(r, deferred, st)
+		return
+	}
+	d.report(r, bounced, st)
+}
+
+// SiteFailure defers every recipient not yet reported with a reason that
+// concerns the destination as a whole (connection refused, a bad
+// greeting): qmgr lowers the destination's concurrency and, after
+// failed_cohort_limit such failures, suspends it.
+func (d *Delivery) SiteFailure(st Status) {
+	d.mu.Lock()
+	cp := st
+	d.siteErr = &cp
+	d.mu.Unlock()
+	d.DeferRest(st)
+}
+
+// DeferRest defers every recipient not yet reported.
+func (d *Delivery) DeferRest(st Status) {
+	for _, r := range d.Recipients {
+		if d.state(r) == pending {
+			d.Defer(r, st)
+		}
+	}
+}
+
+// BounceRest bounces every recipient not yet reported.
+func (d *Delivery) BounceRest(st Status) {
+	for _, r := range d.Recipients {
+		if d.state(r) == pending {
+			d.Bounce(r, st)
+		}
+	}
+}
+
+func (d *Delivery) state(r *Recipient) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return r.state
+}
+
+// Pending reports whether a recipient has not been reported yet.
+func (d *Delivery) Pending(r *Recipient) bool { return d.state(r) == pending }
+
+func (d *Delivery) report(r *Recipient, state int, st Status) {
+	d.mu.Lock()
+	if r.state != pending {
+		d.mu.Unlock()
+		d.log.Warnf("%s: recipient <%s> reported twice; ignoring the second result", d.ID, r.Addr)
+		return
+	}
+	r.state = state
+	setup := d.setup
+	d.mu.Unlock()
+	if st.Relay == "" {
+		st.Relay = "none"
+	}
+	if st.DSN == "" {
+		st.DSN = map[int]string{sent: "2.0.0", deferred: "4.0.0", bounced: "5.0.0"}[state]
+	}
+	now := time.Now()
+	word := map[int]string{sent: "sent", deferred: "deferred", bounced: "bounced"}[state]
+	d.log.Infof("%s: %s", d.ID, logLine(r, st, word, d.Arrival, d.active, d.handed, setup, now, d.decimals))
+
+	var err error
+	switch state {
+	case sent:
+		err = d.file.MarkDone(r.rec)
+	case deferred:
+		err = d.q.AppendStatus(queue.DeferLog, d.ID, d.entry(r, st, "delayed"))
+	case bounced:
+		if err = d.q.AppendStatus(queue.BounceLog, d.ID, d.entry(r, st, "failed")); err == nil {
+			err = d.file.MarkDone(r.rec)
+		}
+	}
+	if err != nil {
+		// The result is logged but could not be recorded: the recipient
+		// stays undone in the queue file and will be tried again (a
+		// duplicate at worst, never a loss).
+		d.log.Warnf("%s: cannot record the status of <%s>: %v", d.ID, r.Addr, err)
+		d.mu.Lock()
+		if state != deferred {
+			r.state = deferred
+		}
+		d.mu.Unlock()
+	}
+}
+
+func (d *Delivery) entry(r *Recipient, st Status, action string) queue.Status {
+	return queue.Status{
+		Recipient: r.Addr, Original: r.Orig, Offset: r.rec.Offset,
+		ORCPT: r.ORCPT, Notify: r.Notify, Status: st.DSN, Action: action,
+		DiagType: st.DiagType, DiagText: st.DiagText, MTAType: mtaType(st.MTA), MTAName: st.MTA,
+		Reason: st.Text,
+	}
+}
+
+func mtaType(mta string) string {
+	if mta == "" {
+		return ""
+	}
+	return "dns"
+}
+
+// logLine is the body of Postfix's delivery log line.
+func logLine(r *Recipient, st Status, status string, arrival, active, handed, setup, now time.Time, decimals int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "to=<%s>", r.Addr)
+	if r.Orig != "" && r.Orig != r.Addr {
+		fmt.Fprintf(&b, ", orig_to=<%s>", r.Orig)
+	}
+	fmt.Fprintf(&b, ", relay=%s", st.Relay)
+	if st.ConnUse > 1 {
+		fmt.Fprintf(&b, ", conn_use=%d", st.ConnUse)
+	}
+	if active.IsZero() {
+		active = now
+	}
+	if handed.IsZero() {
+		handed = now
+	}
+	c := time.Duration(0)
+	xfer := handed
+	if !setup.IsZero() {
+		c = setup.Sub(handed)
+		xfer = setup
+	}
+	fmt.Fprintf(&b, ", delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+		FormatDelay(now.Sub(arrival), decimals),
+		FormatDelay(active.Sub(arrival), decimals), FormatDelay(handed.Sub(active), decimals),
+		FormatDelay(c, decimals), FormatDelay(now.Sub(xfer), decimals),
+		st.DSN, status, st.Text)
+	return b.String()
+}
+
+// FormatDelay prints a delay as Postfix does: whole seconds from 10 s up,
+// else two significant digits with at most decimals decimals, trailing
+// zeros dropped, and 0 for anything smaller.
+func FormatDelay(d time.Duration, decimals int) string {
+	if d < 0 {
+		d = 0
+	}
+	s := d.Seconds()
+	if s >= 10 {
+		return strconv.FormatInt(int64(s), 10)
+	}
+	prec := 1
+	for v := s; v < 1 && prec < decimals; v *= 10 {
+		prec++
+	}
+	if s >= 1 {
+		prec = 1
+	}
+	prec = min(prec, decimals)
+	// Truncate rather than round, as Postfix does.
+	pow := 1.0
+	for range prec {
+		pow *= 10
+	}
+	t := float64(int64(s*pow)) / pow
+	out := strconv.FormatFloat(t, 'f', prec, 64)
+	out = strings.TrimRight(out, "0")
+	out = strings.TrimSuffix(out, ".")
+	if out == "" {
+		out = "0"
+	}
+	return out
+}

@@ -1,0 +1,183 @@
+package master
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"mailsrv/queue"
+)
+
+// deliveryDaemon starts the daemon with an smtpd on loopback and the
+// given extra configuration, and returns its folder and SMTP address.
+func deliveryDaemon(t *testing.T, extra string) (dir, addr string, stop func()) {
+	t.Helper()
+	dir = t.TempDir()
+	addr = freePort(t)
+	cfg := fmt.Sprintf(`
+queue_directory = "spool"
+maillog_file = "maillog"
+myhostname = "mx.example.test"
+mydomain = "example.test"
+mynetworks = ["127.0.0.1/32"]
+alias_maps = []
+smtpd_peername_lookup = false
+mailsrv_stop_timeout = "5s"
+%s
+
+[[service]]
+name = "smtp"
+type = "inet"
+listen = %q
+command = "smtpd"
+process_limit = 20
+`, extra, addr)
+	file := filepath.Join(dir, "mailsrv.toml")
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	queueDir, done := startDaemon(t, file)
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		if _, err := Call(queueDir, Request{Cmd: "stop"}, 10*time.Second); err != nil {
+			t.Error(err)
+		}
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(stop)
+	return dir, addr, stop
+}
+
+func send(t *testing.T, addr, from string, to []string, body string) {
+	t.Helper()
+	c, err := gosmtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SendMail(from, to, strings.NewReader(body)); err != nil {
+		t.Fatalf("send to %v: %v", to, err)
+	}
+	c.Quit()
+}
+
+// maildirFiles lists the messages in a Maildir's new/.
+func maildirFiles(dir string) []string {
+	ents, _ := os.ReadDir(filepath.Join(dir, "new"))
+	var out []string
+	for _, e := range ents {
+		out = append(out, filepath.Join(dir, "new", e.Name()))
+	}
+	return out
+}
+
+func readLog(dir string) string {
+	b, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+	return string(b)
+}
+
+func queueEmpty(dir string) bool {
+	q := queue.New(filepath.Join(dir, "spool"), []string{queue.Deferred, queue.DeferLog}, 1)
+	n := 0
+	for _, name := range []string{queue.Incoming, queue.Active, queue.Deferred} {
+		_ = q.Walk(name, func(queue.Entry) error { n++; return nil }, nil)
+	}
+	return n == 0
+}
+
+// TestVirtualDelivery: SMTP in, Maildir and mbox out through virtual(8);
+// an unknown mailbox bounces and the notice reaches the sender's Maildir;
+// discard and error transports; every step logged as Postfix does.
+func TestVirtualDelivery(t *testing.T) {
+	t.Parallel()
+	uid := os.Geteuid()
+	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
+virtual_mailbox_domains = ["virt.example"]
+virtual_mailbox_base = "vmail"
+virtual_mailbox_maps = ["inline:{ a@virt.example=virt.example/a/, b@virt.example=virt.example/b.mbox, postmaster@virt.example=virt.example/pm/ }"]
+virtual_uid_maps = ["static:%d"]
+virtual_gid_maps = ["static:%d"]
+virtual_minimum_uid = 0
+# Let unknown mailboxes in, so that virtual(8) bounces them.
+smtpd_reject_unlisted_recipient = false
+transport_maps = ["inline:{ {gone@virt.example=error:5.1.1 this user is gone}, {void@virt.example=discard:thrown away} }"]
+`, uid, os.Getegid()))
+	if err := os.MkdirAll(filepath.Join(dir, "vmail"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	send(t, addr, "b@virt.example", []string{"a@virt.example", "b@virt.example"}, "Subject: one\r\n\r\nFrom the start\r\nbody\r\n")
+	send(t, addr, "a@virt.example", []string{"nobody@virt.example"}, "Subject: two\r\n\r\nlost\r\n")
+	send(t, addr, "a@virt.example", []string{"gone@virt.example", "void@virt.example"}, "Subject: three\r\n\r\nx\r\n")
+
+	amaildir := filepath.Join(dir, "vmail", "virt.example", "a")
+	// a gets message one, and two bounces (nobody@, gone@).
+	eventually(t, "three messages in a's Maildir", func() bool { return len(maildirFiles(amaildir)) == 3 })
+	eventually(t, "the queue to drain", func() bool { return queueEmpty(dir) })
+	var one, notices []string
+	for _, f := range maildirFiles(amaildir) {
+		b, _ := os.ReadFile(f)
+		if strings.Contains(string(b), "Subject: one") {
+			one = append(one, string(b))
+		} else {
+			notices = append(notices, string(b))
+		}
+	}
+	if len(one) != 1 || !strings.HasPrefix(one[0], "Return-Path: <b@virt.example>\nX-Original-To: a@virt.example\nDelivered-To: a@virt.example\n") {
+		t.Errorf("a's copy of message one: %q", one)
+	}
+	for _, want := range []string{"nobody@virt.example", "gone@virt.example"} {
+		found := false
+		for _, n := range notices {
+			if strings.Contains(n, "Final-Recipient: rfc822; "+want) {
+				found = true
+				for _, part := range []string{"Return-Path: <>", "From: Mail Delivery System <MAILER-DAEMON@mx.example.test>",
+					"Subject: Undelivered Mail Returned to Sender", "Content-Type: multipart/report; report-type=delivery-status;",
+					"Action: failed", "Content-Type: message/rfc822"} {
+					if !strings.Contains(n, part) {
+						t.Errorf("notice for %s lacks %q:\n%s", want, part, n)
+					}
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no non-delivery notice for %s among %d notices", want, len(notices))
+		}
+	}
+	mbox, err := os.ReadFile(filepath.Join(dir, "vmail", "virt.example", "b.mbox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^From b@virt.example  \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\nReturn-Path: <b@virt.example>\nX-Original-To: b@virt.example\nDelivered-To: b@virt.example\n`).Match(mbox) ||
+		!strings.Contains(string(mbox), "\n>From the start\n") || !strings.HasSuffix(string(mbox), "body\n\n") {
+		t.Errorf("mbox:\n%s", mbox)
+	}
+	stop()
+	log := readLog(dir)
+	for _, re := range []string{
+		`qmgr\[\d+\]: \w+: from=<b@virt.example>, size=\d+, nrcpt=2 \(queue active\)`,
+		`virtual\[\d+\]: \w+: to=<a@virt.example>, relay=virtual, delay=[\d.]+, delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=2.0.0, status=sent \(delivered to maildir\)`,
+		`virtual\[\d+\]: \w+: to=<b@virt.example>, relay=virtual, .* dsn=2.0.0, status=sent \(delivered to mailbox\)`,
+		`virtual\[\d+\]: \w+: to=<nobody@virt.example>, relay=virtual, .* dsn=5.1.1, status=bounced \(unknown user: "nobody@virt.example"\)`,
+		`error\[\d+\]: \w+: to=<gone@virt.example>, relay=none, .* dsn=5.1.1, status=bounced \(this user is gone\)`,
+		`discard\[\d+\]: \w+: to=<void@virt.example>, relay=none, .* dsn=2.0.0, status=sent \(thrown away\)`,
+		`bounce\[\d+\]: \w+: sender non-delivery notification: \w+`,
+		`qmgr\[\d+\]: \w+: from=<>, size=\d+, nrcpt=1 \(queue active\)`,
+		`qmgr\[\d+\]: \w+: removed`,
+	} {
+		if !regexp.MustCompile(re).MatchString(log) {
+			t.Errorf("mail log lacks %s:\n%s", re, log)
+		}
+	}
+}
