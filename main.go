@@ -8,8 +8,13 @@ import (
 	"path/filepath"
 
 	"mailsrv/cli"
+	"mailsrv/delivery/local"
 )
 
 func main() {
+	// local(8) runs its per-user work in children of this binary.
+	if local.IsChild() {
+		os.Exit(local.ChildMain())
+	}
 	os.Exit(cli.Main(cli.NewRoot(), filepath.Base(os.Args[0]), os.Args[1:]))
 }

@@ -191,6 +191,10 @@ func newMap(spec string) (*Map, error) {
 	return m, nil
 }
 
+// Path is the file a table is read from ("" for tables that are not
+// file-backed): local(8) runs alias commands as its owner.
+func (m *Map) Path() string { return m.file }
+
 // Check loads the table now and reports a problem with its file (postfix
 // check, postmap -q).
 func (m *Map) Check() error {

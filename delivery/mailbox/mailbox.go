@@ -49,8 +49,9 @@ func tooLarge(what string) *Error {
 	return &Error{DSN: "5.2.2", Text: fmt.Sprintf("cannot update %s: File too large", what)}
 }
 
-// headers returns the prepended headers.
-func headers(env Envelope) []byte {
+// Headers returns the prepended headers: Return-Path, X-Original-To and
+// Delivered-To.
+func Headers(env Envelope) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "Return-Path: <%s>\n", env.Sender)
 	if env.Original != "" {
@@ -91,7 +92,7 @@ func Maildir(dir string, env Envelope, content io.Reader, hostname string) (stri
 		return "", e
 	}
 	w := bufio.NewWriterSize(f, 64<<10)
-	w.Write(headers(env))
+	w.Write(Headers(env))
 	var src io.Reader = content
 	if env.Limit > 0 {
 		src = io.LimitReader(content, env.Limit+1)
@@ -202,7 +203,7 @@ func Mbox(path string, env Envelope, content io.Reader, lk Locking, owner int) e
 		sender = "MAILER-DAEMON"
 	}
 	fmt.Fprintf(w, "From %s  %s\n", sender, time.Now().Format("Mon Jan _2 15:04:05 2006"))
-	w.Write(headers(env))
+	w.Write(Headers(env))
 	n, err := copyQuoted(w, content)
 	if err == nil {
 		_, err = w.WriteString("\n")

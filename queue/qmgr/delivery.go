@@ -279,3 +279,83 @@ func FormatDelay(d time.Duration, decimals int) string {
 	}
 	return out
 }
+
+// Member is the result for one member of a recipient's expansion (an
+// alias, a .forward): local(8) delivers to each member and reports them
+// together.
+type Member struct {
+	Addr   string // the member ("" = the recipient itself)
+	Status Status
+	State  string // sent, deferred or bounced
+}
+
+// Members reports a recipient that local delivery expanded: each member
+// is logged as "to=<member>, orig_to=<recipient>"; failed members go to
+// the bounce log (the sender hears about them with "expanded from"), and
+// the recipient is done unless a member was deferred, in which case the
+// whole recipient is tried again later (Postfix does the same; members
+// already delivered may then get a duplicate).
+func (d *Delivery) Members(r *Recipient, members []Member) {
+	d.mu.Lock()
+	if r.state != pending {
+		d.mu.Unlock()
+		return
+	}
+	setup := d.setup
+	d.mu.Unlock()
+	now := time.Now()
+	orig := r.Orig
+	if orig == "" {
+		orig = r.Addr
+	}
+	anyDeferred := false
+	var recErr error
+	for _, m := range members {
+		st := m.Status
+		if st.Relay == "" {
+			st.Relay = "none"
+		}
+		state := map[string]int{"sent": sent, "deferred": deferred, "bounced": bounced}[m.State]
+		if state == bounced && d.soft {
+			state = deferred
+			if strings.HasPrefix(st.DSN, "5") {
+				st.DSN = "4" + st.DSN[1:]
+			}
+		}
+		word := map[int]string{sent: "sent", deferred: "deferred", bounced: "bounced"}[state]
+		mr := &Recipient{Addr: m.Addr, Orig: orig}
+		if m.Addr == "" {
+			mr.Addr = r.Addr
+			mr.Orig = r.Orig
+		}
+		d.log.Infof("%s: %s", d.ID, logLine(mr, st, word, d.Arrival, d.active, d.handed, setup, now, d.decimals))
+		e := d.entry(r, st, "")
+		e.Recipient, e.Original = mr.Addr, orig
+		switch state {
+		case deferred:
+			anyDeferred = true
+			e.Action = "delayed"
+			if err := d.q.AppendStatus(queue.DeferLog, d.ID, e); err != nil {
+				recErr = err
+			}
+		case bounced:
+			e.Action = "failed"
+			if err := d.q.AppendStatus(queue.BounceLog, d.ID, e); err != nil {
+				recErr = err
+			}
+		}
+	}
+	final := sent
+	if anyDeferred || recErr != nil {
+		final = deferred
+	} else if err := d.file.MarkDone(r.rec); err != nil {
+		recErr = err
+		final = deferred
+	}
+	if recErr != nil {
+		d.log.Warnf("%s: cannot record the status of <%s>: %v", d.ID, r.Addr, recErr)
+	}
+	d.mu.Lock()
+	r.state = final
+	d.mu.Unlock()
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"mailsrv/config"
+	"mailsrv/delivery/local"
 	"mailsrv/maillog"
 	"mailsrv/queue"
 	"mailsrv/queue/qmgr"
@@ -37,6 +38,10 @@ type Options struct {
 	// keepPrivileges skips the switch to mail_owner (in-process tests run
 	// as root but must not change the test binary's uid).
 	keepPrivileges bool
+	// users replaces passwd for local(8), localExec the executable of
+	// its children (tests).
+	users     local.Users
+	localExec string
 }
 
 // Daemon is the running master: it owns the configuration, the listening
@@ -412,6 +417,8 @@ func (d *Daemon) factory(cfg *config.Config, s *config.Service, name, command st
 			Limit:      limit,
 			Deliveries: deliveries,
 			Transports: transports,
+			Users:      d.opts.users,
+			LocalExec:  d.opts.localExec,
 		}
 		if sl != nil {
 			env.Listener = sl.handle()

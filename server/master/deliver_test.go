@@ -18,6 +18,11 @@ import (
 // given extra configuration, and returns its folder and SMTP address.
 func deliveryDaemon(t *testing.T, extra string) (dir, addr string, stop func()) {
 	t.Helper()
+	return deliveryDaemonWith(t, extra, nil)
+}
+
+func deliveryDaemonWith(t *testing.T, extra string, opts func(*Options)) (dir, addr string, stop func()) {
+	t.Helper()
 	dir = t.TempDir()
 	addr = freePort(t)
 	cfg := fmt.Sprintf(`
@@ -26,7 +31,6 @@ maillog_file = "maillog"
 myhostname = "mx.example.test"
 mydomain = "example.test"
 mynetworks = ["127.0.0.1/32"]
-alias_maps = []
 smtpd_peername_lookup = false
 mailsrv_stop_timeout = "5s"
 %s
@@ -42,7 +46,7 @@ process_limit = 20
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	queueDir, done := startDaemon(t, file)
+	queueDir, done := startDaemonWith(t, file, opts)
 	stopped := false
 	stop = func() {
 		if stopped {
@@ -83,6 +87,19 @@ func maildirFiles(dir string) []string {
 	return out
 }
 
+// eventuallyLog is eventually with the daemon's mail log shown when
+// the wait fails.
+func eventuallyLog(t *testing.T, dir, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; mail log:\n%s", what, readLog(dir))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func readLog(dir string) string {
 	b, _ := os.ReadFile(filepath.Join(dir, "maillog"))
 	return string(b)
@@ -104,6 +121,7 @@ func TestVirtualDelivery(t *testing.T) {
 	t.Parallel()
 	uid := os.Geteuid()
 	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
+alias_maps = []
 virtual_mailbox_domains = ["virt.example"]
 virtual_mailbox_base = "vmail"
 virtual_mailbox_maps = ["inline:{ a@virt.example=virt.example/a/, b@virt.example=virt.example/b.mbox, postmaster@virt.example=virt.example/pm/ }"]
@@ -123,8 +141,8 @@ transport_maps = ["inline:{ {gone@virt.example=error:5.1.1 this user is gone}, {
 
 	amaildir := filepath.Join(dir, "vmail", "virt.example", "a")
 	// a gets message one, and two bounces (nobody@, gone@).
-	eventually(t, "three messages in a's Maildir", func() bool { return len(maildirFiles(amaildir)) == 3 })
-	eventually(t, "the queue to drain", func() bool { return queueEmpty(dir) })
+	eventuallyLog(t, dir, "three messages in a's Maildir", func() bool { return len(maildirFiles(amaildir)) == 3 })
+	eventuallyLog(t, dir, "the queue to drain", func() bool { return queueEmpty(dir) })
 	var one, notices []string
 	for _, f := range maildirFiles(amaildir) {
 		b, _ := os.ReadFile(f)

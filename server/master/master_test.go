@@ -212,9 +212,19 @@ command = %q
 // startDaemon runs the daemon in-process and waits until it answers.
 func startDaemon(t *testing.T, file string) (queueDir string, done chan error) {
 	t.Helper()
+	return startDaemonWith(t, file, nil)
+}
+
+// startDaemonWith is startDaemon with test options.
+func startDaemonWith(t *testing.T, file string, opts func(*Options)) (queueDir string, done chan error) {
+	t.Helper()
 	queueDir = filepath.Join(filepath.Dir(file), "spool")
 	done = make(chan error, 1)
-	go func() { done <- Run(Options{ConfigFile: file, keepPrivileges: true}) }()
+	o := Options{ConfigFile: file, keepPrivileges: true}
+	if opts != nil {
+		opts(&o)
+	}
+	go func() { done <- Run(o) }()
 	eventually(t, "the daemon to answer", func() bool {
 		select {
 		case err := <-done:

@@ -9,6 +9,7 @@ import (
 	"mailsrv/config"
 	"mailsrv/delivery/bounce"
 	"mailsrv/delivery/discard"
+	"mailsrv/delivery/local"
 	"mailsrv/delivery/virtual"
 	"mailsrv/maillog"
 	"mailsrv/queue"
@@ -54,6 +55,10 @@ type Env struct {
 	Deliveries <-chan *qmgr.Delivery
 	// Transports are the delivery services qmgr may use.
 	Transports map[string]qmgr.Transport
+	// Users is local(8)'s passwd (nil = the system's) and LocalExec the
+	// executable of its children ("" = this one); tests set them.
+	Users     local.Users
+	LocalExec string
 }
 
 // Role builds a service instance from its environment.
@@ -70,6 +75,7 @@ var roles = map[string]Role{
 	"virtual": agentRole(newVirtual),
 	"discard": agentRole(func(*Env) (qmgr.Agent, error) { return discard.Discard, nil }),
 	"error":   agentRole(newError),
+	"local":   agentRole(newLocal),
 }
 
 // deliveryCommands are the commands that are transports: qmgr sends them
@@ -84,6 +90,7 @@ var deliveryCommands = map[string]bool{
 var builtinRoles = []struct{ name, command string }{
 	{"pickup", "pickup"},
 	{"qmgr", "qmgr"},
+	{"local", "local"},
 	{"virtual", "virtual"},
 	{"discard", "discard"},
 	{"error", "error"},
@@ -142,6 +149,26 @@ func agentRole(build func(env *Env) (qmgr.Agent, error)) Role {
 			return qmgr.ServeAgent(ctx, env.Deliveries, env.Limit, env.Log, a)
 		}), nil
 	}
+}
+
+// newLocal is local(8): forwarded mail goes back through cleanup, and
+// trivial-rewrite says which addresses are its own.
+func newLocal(env *Env) (qmgr.Agent, error) {
+	rw, err := rewrite.New(env.Params)
+	if err != nil {
+		return nil, err
+	}
+	q := queue.FromConfig(env.Params)
+	return local.New(local.Options{
+		Params:  env.Params,
+		Users:   env.Users,
+		Self:    env.LocalExec,
+		Forward: cleanup.New(env.Params, q, rw, env.LogAs("cleanup"), env.NewMail),
+		IsLocal: func(addr string) bool {
+			res, err := rw.Resolve(addr, "")
+			return err == nil && res.Class == rewrite.ClassLocal
+		},
+	})
 }
 
 func newVirtual(env *Env) (qmgr.Agent, error) { return virtual.New(env.Params) }

@@ -1,0 +1,201 @@
+// Package spawn runs programs on behalf of delivery agents with another
+// user's credentials: local(8)'s per-user work (mailbox files, .forward,
+// |commands) runs in a child process of this same binary, pipe(8) runs
+// its argv, each as the user it belongs to, never inside the daemon.
+//
+// Switching to a user needs root. When the daemon runs as root the child
+// is started directly with the user's uid, gid and groups. When it runs
+// unprivileged (a trial instance), a child can only run as the daemon's
+// own user, and asking for another is an error that says so.
+//
+// Commands get the limits every input has: a time limit (the child and
+// its process group are killed when it passes) and bounded output.
+package spawn
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Cmd is a program to run.
+type Cmd struct {
+	Path    string
+	Args    []string // including argv[0]
+	Env     []string
+	Dir     string
+	UID     int
+	GID     int
+	Groups  []int
+	Stdin   io.Reader
+	Stdout  io.Writer // nil: collected into Result.Output (bounded)
+	Timeout time.Duration
+}
+
+// Result is how a program ended.
+type Result struct {
+	Status   int  // exit status (valid when !Signaled)
+	Signaled bool // killed by a signal
+	TimedOut bool
+	// Output is what the program wrote to stdout and stderr (the first
+	// OutputLimit bytes) when Stdout was nil, else its stderr.
+	Output string
+}
+
+// OutputLimit bounds the output kept from a program.
+const OutputLimit = 4096
+
+// ErrNotPermitted means the daemon cannot act as the requested user.
+var ErrNotPermitted = errors.New("not permitted")
+
+// Run runs c and waits for it. An error means it could not be started.
+func Run(ctx context.Context, c *Cmd) (*Result, error) {
+	euid := os.Geteuid()
+	if euid != 0 && c.UID != euid {
+		return nil, fmt.Errorf("cannot run as uid %d: the mail system runs as uid %d without root: %w", c.UID, euid, ErrNotPermitted)
+	}
+	if c.UID == 0 {
+		return nil, fmt.Errorf("refusing to run a delivery as root: %w", ErrNotPermitted)
+	}
+	if c.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+	}
+	cmd := exec.Command(c.Path)
+	cmd.Args = c.Args
+	cmd.Env = c.Env
+	cmd.Dir = c.Dir
+	cmd.Stdin = c.Stdin
+	out := &limitBuffer{max: OutputLimit}
+	cmd.Stdout = out
+	if c.Stdout != nil {
+		cmd.Stdout = c.Stdout
+	}
+	cmd.Stderr = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if euid == 0 {
+		groups := make([]uint32, 0, len(c.Groups))
+		for _, g := range c.Groups {
+			groups = append(groups, uint32(g))
+		}
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(c.UID), Gid: uint32(c.GID), Groups: groups}
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	// Kill the whole process group when the time is up or the daemon
+	// gives up: a shell's children must not outlive the delivery.
+	waitDone := make(chan struct{})
+	timedOut := false
+	go func() {
+		select {
+		case <-ctx.Done():
+			timedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		case <-waitDone:
+		}
+	}()
+	err := cmd.Wait()
+	close(waitDone)
+	res := &Result{Output: strings.TrimSpace(out.String())}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		ws := ee.Sys().(syscall.WaitStatus)
+		if ws.Signaled() {
+			res.Signaled = true
+		} else {
+			res.Status = ws.ExitStatus()
+		}
+	default:
+		// Copying stdin failed (the program did not read it all): the
+		// exit status decides, as with Postfix.
+		if ps := cmd.ProcessState; ps != nil {
+			if ws := ps.Sys().(syscall.WaitStatus); ws.Signaled() {
+				res.Signaled = true
+			} else {
+				res.Status = ws.ExitStatus()
+			}
+		}
+	}
+	res.TimedOut = timedOut
+	return res, nil
+}
+
+// limitBuffer keeps the first max bytes written and discards the rest,
+// so a chatty program cannot fill the daemon's memory.
+type limitBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (l *limitBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.Len(); room > 0 {
+		l.Buffer.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+// Exit is a sysexits(3) status as Postfix maps it (sys_exits.c): the
+// enhanced status code and text, and whether it is worth retrying.
+type Exit struct {
+	DSN  string
+	Text string
+}
+
+// Soft reports whether the status should be retried.
+func (e Exit) Soft() bool { return strings.HasPrefix(e.DSN, "4") }
+
+var sysexits = map[int]Exit{
+	64: {"5.3.0", "command line usage error"},
+	65: {"5.6.0", "data format error"},
+	66: {"5.3.0", "cannot open input"},
+	67: {"5.1.1", "user unknown"},
+	68: {"5.1.2", "host name unknown"},
+	69: {"5.3.0", "service unavailable"},
+	70: {"5.3.0", "internal software error"},
+	71: {"4.3.0", "system resource problem"},
+	72: {"5.3.0", "critical OS file missing"},
+	73: {"5.2.0", "can't create user output file"},
+	74: {"5.3.0", "input/output error"},
+	75: {"4.3.0", "temporary failure"},
+	76: {"5.5.0", "remote error in protocol"},
+	77: {"5.7.0", "permission denied"},
+	78: {"5.3.5", "local configuration error"},
+}
+
+// SysExit maps an exit status; unknown non-zero codes are hard failures
+// (5.3.0), as in Postfix.
+func SysExit(status int) (Exit, bool) {
+	e, ok := sysexits[status]
+	if !ok {
+		return Exit{"5.3.0", "unknown mail system error"}, false
+	}
+	return e, true
+}
+
+// DSNFromOutput returns an enhanced status code the program printed at
+// the start of its output ("4.2.2 mailbox full"), which overrides the one
+// derived from its exit status.
+func DSNFromOutput(out string) (string, bool) {
+	code, _, _ := strings.Cut(strings.TrimSpace(out), " ")
+	parts := strings.Split(code, ".")
+	if len(parts) != 3 || (parts[0] != "4" && parts[0] != "5") {
+		return "", false
+	}
+	for _, p := range parts[1:] {
+		if p == "" || len(p) > 3 || strings.Trim(p, "0123456789") != "" {
+			return "", false
+		}
+	}
+	return code, true
+}
