@@ -10,6 +10,7 @@ import (
 	"mailsrv/delivery/bounce"
 	"mailsrv/delivery/discard"
 	"mailsrv/delivery/local"
+	"mailsrv/delivery/pipe"
 	"mailsrv/delivery/virtual"
 	"mailsrv/maillog"
 	"mailsrv/queue"
@@ -76,6 +77,7 @@ var roles = map[string]Role{
 	"discard": agentRole(func(*Env) (qmgr.Agent, error) { return discard.Discard, nil }),
 	"error":   agentRole(newError),
 	"local":   agentRole(newLocal),
+	"pipe":    agentRole(newPipe),
 }
 
 // deliveryCommands are the commands that are transports: qmgr sends them
@@ -169,6 +171,14 @@ func newLocal(env *Env) (qmgr.Agent, error) {
 			return err == nil && res.Class == rewrite.ClassLocal
 		},
 	})
+}
+
+// newPipe is pipe(8) for a [[service]] with argv, flags and user.
+func newPipe(env *Env) (qmgr.Agent, error) {
+	if env.Service == nil {
+		return nil, errors.New("pipe needs a [[service]] with argv and user")
+	}
+	return pipe.New(env.Service.Name, env.Params, env.Service.Pipe)
 }
 
 func newVirtual(env *Env) (qmgr.Agent, error) { return virtual.New(env.Params) }
