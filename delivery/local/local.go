@@ -169,7 +169,9 @@ func (s *state) result(addr, state string, st qmgr.Status) {
 	s.members = append(s.members, qmgr.Member{Addr: addr, State: state, Status: st})
 }
 
-func (s *state) sent(addr, text string) { s.result(addr, "sent", qmgr.Status{DSN: "2.0.0", Text: text}) }
+func (s *state) sent(addr, text string) {
+	s.result(addr, "sent", qmgr.Status{DSN: "2.0.0", Text: text})
+}
 
 func (s *state) fail(addr string, err result) {
 	state := "bounced"
@@ -657,8 +659,8 @@ func (a *Agent) run(d *qmgr.Delivery, u *User, j *job, groups []int) result {
 	gids := append([]int{u.GID}, groups...)
 	cmd := &spawn.Cmd{
 		Path: a.o.Self, Args: []string{"mailsrv-local"},
-		Env:  []string{childEnv + "=1", jobEnv + "=" + string(b), "PATH=/usr/bin:/bin"},
-		Dir:  "/", UID: u.UID, GID: u.GID, Groups: slices.Compact(gids),
+		Env: []string{childEnv + "=1", jobEnv + "=" + string(b), "PATH=/usr/bin:/bin"},
+		Dir: "/", UID: u.UID, GID: u.GID, Groups: slices.Compact(gids),
 		Stdout: &out, Timeout: a.p.CommandTimeLimit + a.p.DeliverLockDelay*2,
 	}
 	if j.Kind != "read" {
