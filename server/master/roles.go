@@ -9,6 +9,7 @@ import (
 	"mailsrv/config"
 	"mailsrv/delivery/bounce"
 	"mailsrv/delivery/discard"
+	"mailsrv/delivery/lmtp"
 	"mailsrv/delivery/local"
 	"mailsrv/delivery/pipe"
 	"mailsrv/delivery/virtual"
@@ -78,6 +79,7 @@ var roles = map[string]Role{
 	"error":   agentRole(newError),
 	"local":   agentRole(newLocal),
 	"pipe":    agentRole(newPipe),
+	"lmtp":    agentRole(func(env *Env) (qmgr.Agent, error) { return lmtp.New(env.Params), nil }),
 }
 
 // deliveryCommands are the commands that are transports: qmgr sends them
@@ -94,6 +96,7 @@ var builtinRoles = []struct{ name, command string }{
 	{"qmgr", "qmgr"},
 	{"local", "local"},
 	{"virtual", "virtual"},
+	{"lmtp", "lmtp"},
 	{"discard", "discard"},
 	{"error", "error"},
 	{"retry", "error"},

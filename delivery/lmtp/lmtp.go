@@ -1,0 +1,364 @@
+// Package lmtp is Postfix's lmtp(8) client: it hands mail to a local
+// mailbox server (Dovecot, Cyrus) over a unix socket or TCP, with LHLO,
+// one MAIL, a RCPT per recipient, DATA, and one reply per accepted
+// recipient after the final dot, so each recipient gets its own status.
+//
+// It is written on net/textproto rather than go-smtp's client because that
+// client reads a single reply after the data (SMTP, not LMTP's per
+// recipient replies as mailsrv needs them logged) and offers no way to
+// pipeline MAIL and RCPT or to classify failures by phase as Postfix does.
+package lmtp
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"mailsrv/config"
+	"mailsrv/queue"
+	"mailsrv/queue/qmgr"
+)
+
+// Agent is lmtp(8).
+type Agent struct {
+	p *config.Params
+}
+
+// New returns the agent.
+func New(p *config.Params) *Agent { return &Agent{p: p} }
+
+// endpoint parses a nexthop: unix:/path, inet:host[:port], host[:port]
+// or [host][:port]; the LMTP port defaults to 24.
+func endpoint(nexthop string) (network, address string, err error) {
+	switch {
+	case strings.HasPrefix(nexthop, "unix:"):
+		path := nexthop[len("unix:"):]
+		if !strings.HasPrefix(path, "/") {
+			return "", "", fmt.Errorf("bad LMTP destination %q: the socket path must be absolute", nexthop)
+		}
+		return "unix", path, nil
+	case strings.HasPrefix(nexthop, "inet:"):
+		nexthop = nexthop[len("inet:"):]
+	}
+	host, port := nexthop, "24"
+	if h, p, err := net.SplitHostPort(nexthop); err == nil {
+		host, port = h, p
+	}
+	host = strings.Trim(host, "[]")
+	if host == "" {
+		return "", "", fmt.Errorf("bad LMTP destination %q", nexthop)
+	}
+	return "tcp", net.JoinHostPort(host, port), nil
+}
+
+// session is one LMTP conversation.
+type session struct {
+	conn  net.Conn
+	tp    *textproto.Conn
+	relay string
+}
+
+// reply is one server reply.
+type reply struct {
+	code int
+	text string // all lines, joined with a space
+}
+
+func (r reply) dsn() string {
+	if code, _, _ := strings.Cut(r.text, " "); strings.Count(code, ".") == 2 && len(code) >= 5 && (code[0] == '2' || code[0] == '4' || code[0] == '5') {
+		return code
+	}
+	return fmt.Sprintf("%d.0.0", r.code/100)
+}
+
+func (r reply) String() string { return fmt.Sprintf("%d %s", r.code, r.text) }
+
+func (s *session) read(timeout time.Duration) (reply, error) {
+	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
+	code, msg, err := s.tp.ReadResponse(0)
+	var pe textproto.ProtocolError
+	if err != nil && (code == 0 || errors.As(err, &pe)) {
+		return reply{}, err
+	}
+	return reply{code: code, text: strings.ReplaceAll(msg, "\n", " ")}, nil
+}
+
+func (s *session) cmd(timeout time.Duration, format string, args ...any) error {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
+	return s.tp.PrintfLine(format, args...)
+}
+
+// Deliver runs one LMTP transaction for the delivery's recipients.
+func (a *Agent) Deliver(d *qmgr.Delivery) {
+	p := a.p
+	network, address, err := endpoint(d.Nexthop)
+	if err != nil {
+		d.DeferRest(qmgr.Status{DSN: "4.3.5", Text: err.Error()})
+		return
+	}
+	relay := fmt.Sprintf("%s[%s]", p.Myhostname, address)
+	if network == "tcp" {
+		relay = fmt.Sprintf("%s[%s]", d.Nexthop, address)
+		if h, port, err := net.SplitHostPort(address); err == nil {
+			relay = fmt.Sprintf("%s[%s]:%s", h, h, port)
+		}
+	}
+	site := func(text string) {
+		d.SiteFailure(qmgr.Status{DSN: "4.4.1", Text: text, Relay: relay})
+	}
+	connectTimeout := p.LMTPConnectTimeout
+	if connectTimeout <= 0 {
+		connectTimeout = 30 * time.Second
+	}
+	dialer := net.Dialer{Timeout: connectTimeout}
+	conn, err := dialer.DialContext(d.Ctx, network, address)
+	if err != nil {
+		site(fmt.Sprintf("connect to %s: %s", address, sysText(err)))
+		return
+	}
+	defer conn.Close()
+	s := &session{conn: conn, tp: textproto.NewConn(conn), relay: relay}
+	lost := func(while string, err error) {
+		site(fmt.Sprintf("lost connection with %s while %s: %s", relay, while, sysText(err)))
+	}
+	said := func(r reply, in string) string {
+		return fmt.Sprintf("host %s said: %s (in reply to %s)", relay, r, in)
+	}
+
+	greet, err := s.read(p.LMTPLhloTimeout)
+	if err != nil {
+		lost("receiving the initial server greeting", err)
+		return
+	}
+	if greet.code/100 != 2 {
+		site(fmt.Sprintf("host %s refused to talk to me: %s", relay, greet))
+		return
+	}
+	if err := s.cmd(p.LMTPLhloTimeout, "LHLO %s", p.LMTPLhloName); err != nil {
+		lost("sending LHLO", err)
+		return
+	}
+	lhlo, err := s.read(p.LMTPLhloTimeout)
+	if err != nil {
+		lost("receiving the LHLO reply", err)
+		return
+	}
+	if lhlo.code/100 != 2 {
+		site(said(lhlo, "LHLO command"))
+		return
+	}
+	d.SetupDone()
+
+	st := func(r reply, in string) qmgr.Status {
+		return qmgr.Status{DSN: r.dsn(), Text: said(r, in), Relay: relay, DiagType: "smtp", DiagText: r.String(), MTA: p.Myhostname}
+	}
+	dsnExt := hasExt(lhlo.text, "DSN")
+	mail := fmt.Sprintf("MAIL FROM:<%s>", d.Sender)
+	if hasExt(lhlo.text, "SIZE") {
+		mail += " SIZE=" + strconv.FormatInt(d.Size, 10)
+	}
+	if bt := d.Attrs["body_type"]; bt != "" && hasExt(lhlo.text, "8BITMIME") {
+		mail += " BODY=" + bt
+	}
+	if dsnExt {
+		if ret := d.Attrs["ret_flags"]; ret != "" {
+			mail += " RET=" + ret
+		}
+		if envid := d.Attrs["envelope_id"]; envid != "" {
+			mail += " ENVID=" + envid
+		}
+	}
+	// Pipelined: MAIL and every RCPT, then the replies.
+	if err := s.cmd(p.LMTPMailTimeout, "%s", mail); err != nil {
+		lost("sending MAIL FROM", err)
+		return
+	}
+	for _, r := range d.Recipients {
+		rcpt := fmt.Sprintf("RCPT TO:<%s>", r.Addr)
+		if dsnExt {
+			if r.Notify != 0 {
+				rcpt += " NOTIFY=" + notify(r.Notify)
+			}
+			if r.ORCPT != "" {
+				rcpt += " ORCPT=" + r.ORCPT
+			}
+		}
+		if err := s.cmd(p.LMTPRcptTimeout, "%s", rcpt); err != nil {
+			lost("sending RCPT TO", err)
+			return
+		}
+	}
+	mr, err := s.read(p.LMTPMailTimeout)
+	if err != nil {
+		lost("receiving the MAIL FROM reply", err)
+		return
+	}
+	var accepted []*qmgr.Recipient
+	for _, r := range d.Recipients {
+		rr, err := s.read(p.LMTPRcptTimeout)
+		if err != nil {
+			lost("receiving the RCPT TO reply", err)
+			return
+		}
+		if mr.code/100 != 2 {
+			continue // the RCPT replies are for nothing
+		}
+		switch rr.code / 100 {
+		case 2:
+			accepted = append(accepted, r)
+		case 4:
+			d.Defer(r, st(rr, "RCPT TO command"))
+		default:
+			d.Bounce(r, st(rr, "RCPT TO command"))
+		}
+	}
+	if mr.code/100 != 2 {
+		if mr.code/100 == 4 {
+			d.DeferRest(st(mr, "MAIL FROM command"))
+		} else {
+			d.BounceRest(st(mr, "MAIL FROM command"))
+		}
+		s.quit()
+		return
+	}
+	if len(accepted) == 0 {
+		s.quit()
+		return
+	}
+	if err := s.cmd(p.LMTPDataInitTimeout, "DATA"); err != nil {
+		lost("sending DATA", err)
+		return
+	}
+	dr, err := s.read(p.LMTPDataInitTimeout)
+	if err != nil {
+		lost("receiving the DATA reply", err)
+		return
+	}
+	if dr.code != 354 {
+		if dr.code/100 == 4 {
+			d.DeferRest(st(dr, "DATA command"))
+		} else {
+			d.BounceRest(st(dr, "DATA command"))
+		}
+		s.quit()
+		return
+	}
+	if err := s.data(d.Content(), p.LMTPDataXferTimeout); err != nil {
+		lost("sending message body", err)
+		return
+	}
+	for _, r := range accepted {
+		rr, err := s.read(p.LMTPDataDoneTimeout)
+		if err != nil {
+			lost("receiving the end of data reply", err)
+			return
+		}
+		switch rr.code / 100 {
+		case 2:
+			d.Sent(r, qmgr.Status{DSN: rr.dsn(), Text: rr.String(), Relay: relay})
+		case 4:
+			d.Defer(r, st(rr, "end of DATA command"))
+		default:
+			d.Bounce(r, st(rr, "end of DATA command"))
+		}
+	}
+	s.quit()
+}
+
+// data sends the content with CRLF line ends and dot stuffing.
+func (s *session) data(content io.Reader, timeout time.Duration) error {
+	w := bufio.NewWriterSize(deadlineWriter{s.conn, timeout}, 64<<10)
+	br := bufio.NewReaderSize(content, 64<<10)
+	start := true
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if start && line[0] == '.' {
+				w.WriteByte('.')
+			}
+			nl := line[len(line)-1] == '\n'
+			if nl {
+				w.Write(line[:len(line)-1])
+				w.WriteString("\r\n")
+			} else {
+				w.Write(line)
+			}
+			start = nl
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return err
+		}
+	}
+	if !start {
+		w.WriteString("\r\n")
+	}
+	w.WriteString(".\r\n")
+	return w.Flush()
+}
+
+type deadlineWriter struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.c.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.c.Write(p)
+}
+
+func (s *session) quit() {
+	if s.cmd(5*time.Second, "QUIT") == nil {
+		_, _ = s.read(5 * time.Second)
+	}
+}
+
+func hasExt(lhlo, name string) bool {
+	for _, w := range strings.Fields(lhlo) {
+		if strings.EqualFold(w, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func notify(bits int) string {
+	if bits&queue.NotifyNever != 0 {
+		return "NEVER"
+	}
+	var out []string
+	for _, n := range []struct {
+		bit  int
+		name string
+	}{{queue.NotifySuccess, "SUCCESS"}, {queue.NotifyFailure, "FAILURE"}, {queue.NotifyDelay, "DELAY"}} {
+		if bits&n.bit != 0 {
+			out = append(out, n.name)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// sysText is an error's system message ("Connection refused").
+func sysText(err error) string {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		err = oe.Err
+	}
+	var se interface{ Unwrap() error }
+	if errors.As(err, &se) && se.Unwrap() != nil {
+		err = se.Unwrap()
+	}
+	msg := err.Error()
+	if msg != "" {
+		msg = strings.ToUpper(msg[:1]) + msg[1:]
+	}
+	return msg
+}
