@@ -222,6 +222,12 @@ func (s *state) deliver(addr, parent string, depth int, via *privs) {
 		s.unknown(addr, name, local, domain)
 		return
 	}
+	if u.UID == 0 {
+		// Nothing runs as root here, and root's mail is better read
+		// by a person: Postfix's advice is an alias.
+		s.fail(addr, result{DSN: "4.3.5", Text: fmt.Sprintf("mail for %s is not delivered to a mailbox owned by root: alias %s to a real user in alias_maps", name, name)})
+		return
+	}
 	// .forward, once per user in an expansion.
 	if parent != name && !s.seen["forward:"+name] && len(p.ForwardPath) > 0 {
 		s.seen["forward:"+name] = true

@@ -3,10 +3,12 @@
 // |commands) runs in a child process of this same binary, pipe(8) runs
 // its argv, each as the user it belongs to, never inside the daemon.
 //
-// Switching to a user needs root. When the daemon runs as root the child
-// is started directly with the user's uid, gid and groups. When it runs
-// unprivileged (a trial instance), a child can only run as the daemon's
-// own user, and asking for another is an error that says so.
+// Switching to a user needs root. When the process is root (tests, or a
+// daemon told to keep its privileges) the child is started directly with
+// the user's uid, gid and groups; a daemon that dropped to mail_owner asks
+// the privileged helper (helper.go); an unprivileged trial instance can
+// only run children as its own user, and asking for another is an error
+// that says so. Nothing is ever run as root.
 //
 // Commands get the limits every input has: a time limit (the child and
 // its process group are killed when it passes) and bounded output.
@@ -58,11 +60,17 @@ var ErrNotPermitted = errors.New("not permitted")
 // Run runs c and waits for it. An error means it could not be started.
 func Run(ctx context.Context, c *Cmd) (*Result, error) {
 	euid := os.Geteuid()
-	if euid != 0 && c.UID != euid {
-		return nil, fmt.Errorf("cannot run as uid %d: the mail system runs as uid %d without root: %w", c.UID, euid, ErrNotPermitted)
-	}
 	if c.UID == 0 {
 		return nil, fmt.Errorf("refusing to run a delivery as root: %w", ErrNotPermitted)
+	}
+	if euid != 0 && c.UID != euid {
+		helperMu.Lock()
+		path := helperPath
+		helperMu.Unlock()
+		if path != "" {
+			return viaHelper(ctx, path, c)
+		}
+		return nil, fmt.Errorf("cannot run as uid %d: the mail system runs as uid %d without root: %w", c.UID, euid, ErrNotPermitted)
 	}
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -105,7 +113,7 @@ func Run(ctx context.Context, c *Cmd) (*Result, error) {
 	}()
 	err := cmd.Wait()
 	close(waitDone)
-	res := &Result{Output: strings.TrimSpace(out.String())}
+	res := &Result{Output: trimSpace(out.String())}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -199,3 +207,5 @@ func DSNFromOutput(out string) (string, bool) {
 	}
 	return code, true
 }
+
+func trimSpace(s string) string { return strings.TrimSpace(s) }

@@ -21,6 +21,7 @@ import (
 
 	"mailsrv/config"
 	"mailsrv/delivery/local"
+	"mailsrv/delivery/spawn"
 	"mailsrv/maillog"
 	"mailsrv/queue"
 	"mailsrv/queue/qmgr"
@@ -71,6 +72,7 @@ type Daemon struct {
 	// Guarded by mu.
 	deliveries map[string]chan *qmgr.Delivery
 	lock       *os.File // the locked pid file
+	stopHelper func()   // ends the privileged helper (nil = none)
 	ctl        *controlServer
 }
 
@@ -147,6 +149,15 @@ func (d *Daemon) start() (err error) {
 	}()
 	if err := d.openListeners(cfg); err != nil {
 		return err
+	}
+	if os.Geteuid() == 0 && !d.opts.keepPrivileges && d.owner.UID > 0 {
+		// local(8) and pipe(8) start programs as other users: that
+		// takes root, which this process is about to give up.
+		stop, err := spawn.StartHelper(spawn.HelperSocket(p.QueueDirectory), d.owner.UID, d.owner.GID)
+		if err != nil {
+			return fmt.Errorf("start the privileged helper: %w", err)
+		}
+		d.stopHelper = stop
 	}
 	if err := d.dropPrivileges(); err != nil {
 		return err
@@ -244,6 +255,9 @@ func (d *Daemon) shutdown(reason string) {
 		cancel()
 	}
 	d.hardC()
+	if d.stopHelper != nil {
+		d.stopHelper()
+	}
 	os.Remove(ControlSocket(p.QueueDirectory))
 	os.Remove(PIDFile(p.QueueDirectory))
 	d.mlog.Infof("daemon stopped")

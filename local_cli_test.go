@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	gosmtp "github.com/emersion/go-smtp"
+)
+
+// TestLocalDeliveryAsAUser runs the daemon as an administrator would (as
+// root, dropping to mail_owner) and delivers to a throwaway system user:
+// the mailbox is written by a child running as that user, started by the
+// privileged helper, and belongs to the user.
+func TestLocalDeliveryAsAUser(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a system user and lets the daemon drop privileges")
+	}
+	if _, err := exec.LookPath("useradd"); err != nil {
+		t.Skip("useradd not found")
+	}
+	name := fmt.Sprintf("mstest%d", os.Getpid()%100000)
+	if out, err := exec.Command("useradd", "-M", "-d", "/nonexistent", "-s", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+		t.Skipf("useradd: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("userdel", name).Run() })
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := newInstance(t)
+	// The user's child process runs this binary: a copy it may execute
+	// (go test's build directory is private).
+	if err := copyFile(filepath.Join(dir, "bin", "mailsrv")); err != nil {
+		t.Fatal(err)
+	}
+	spool := filepath.Join(dir, "run", "mail")
+	if err := os.MkdirAll(spool, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(spool, 0o1777)
+	if _, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "start"); code != 0 {
+		t.Fatalf("start: %d %q", code, errOut)
+	}
+	defer mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
+	text, _ := os.ReadFile(filepath.Join(dir, "mailsrv.toml"))
+	var addr string
+	for _, l := range strings.Split(string(text), "\n") {
+		if strings.HasPrefix(l, "listen = ") {
+			addr = strings.Trim(strings.TrimPrefix(l, "listen = "), `"`)
+		}
+	}
+	c, err := gosmtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("friend@remote.example", []string{name + "@mail.example.test"}, strings.NewReader("Subject: for a user\r\n\r\nhi\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	mbox := filepath.Join(spool, name)
+	eventually(t, "the user's mailbox", func() bool {
+		b, err := os.ReadFile(mbox)
+		log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+		return err == nil && strings.Contains(string(b), "Subject: for a user") && strings.Contains(string(log), "status=sent")
+	})
+	st, _ := os.Stat(mbox)
+	if fmt.Sprint(st.Sys().(*syscall.Stat_t).Uid) != u.Uid || st.Mode().Perm() != 0o600 {
+		t.Errorf("mailbox owner %d mode %v, want %s and 0600", st.Sys().(*syscall.Stat_t).Uid, st.Mode(), u.Uid)
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+	if !strings.Contains(string(log), "to=<"+name+"@mail.example.test>, relay=local") || !strings.Contains(string(log), "status=sent (delivered to mailbox)") {
+		t.Errorf("mail log:\n%s", log)
+	}
+}
+
+// copyFile copies the test binary to path, mode 0755.
+func copyFile(path string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o755)
+}
