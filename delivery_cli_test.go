@@ -1,0 +1,271 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"mailsrv/queue"
+)
+
+// virtualInstance is newInstance with mailboxes u0…u(n-1)@virt.example
+// delivered by virtual(8) into Maildirs under vmail/, and short retry
+// times. It returns the folder and the SMTP address.
+func virtualInstance(t *testing.T, n int) (dir, addr string) {
+	t.Helper()
+	dir, owner := newInstance(t)
+	u, err := user.Lookup(owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	vmail := filepath.Join(dir, "vmail")
+	if err := os.MkdirAll(vmail, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(vmail, uid, gid)
+	var tab strings.Builder
+	for i := range n {
+		fmt.Fprintf(&tab, "u%d@virt.example u%d/\n", i, i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "vmailboxes"), []byte(tab.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "mailsrv.toml")
+	text, _ := os.ReadFile(cfg)
+	extra := fmt.Sprintf(`
+virtual_mailbox_domains = ["virt.example"]
+virtual_mailbox_base = "vmail"
+virtual_mailbox_maps = ["texthash:vmailboxes"]
+virtual_uid_maps = ["static:%d"]
+virtual_gid_maps = ["static:%d"]
+virtual_minimum_uid = 0
+minimal_backoff_time = "1s"
+maximal_backoff_time = "2s"
+queue_run_delay = "1s"
+`, uid, gid)
+	// Top-level keys must come before the first [[service]] table.
+	s := strings.Replace(string(text), "\n[[service]]\n", extra+"\n[[service]]\n", 1)
+	if err := os.WriteFile(cfg, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, "listen = ") {
+			addr = strings.Trim(strings.TrimPrefix(l, "listen = "), `"`)
+		}
+	}
+	return dir, addr
+}
+
+// delivered counts the copies of each X-Seq in the Maildirs.
+func delivered(t *testing.T, dir string) map[int]int {
+	t.Helper()
+	out := map[int]int{}
+	files, _ := filepath.Glob(filepath.Join(dir, "vmail", "*", "new", "*"))
+	re := regexp.MustCompile(`(?m)^X-Seq: (\d+)$`)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := re.FindSubmatch(b); m != nil {
+			n, _ := strconv.Atoi(string(m[1]))
+			out[n]++
+		}
+	}
+	return out
+}
+
+// queued counts the messages in incoming, active and deferred. Files a
+// crash left half-written are not messages (they never got a 250; the
+// next start or postsuper -p removes them once they are old).
+func queued(dir string) int {
+	q := queue.New(filepath.Join(dir, "run/spool"), []string{queue.Deferred, queue.DeferLog}, 1)
+	n := 0
+	for _, name := range []string{queue.Incoming, queue.Active, queue.Deferred, queue.Maildrop} {
+		_ = q.Walk(name, func(e queue.Entry) error {
+			if st, err := os.Stat(e.Path); err == nil && st.Mode().Perm()&0o700 == 0o700 {
+				n++
+			}
+			return nil
+		}, nil)
+	}
+	return n
+}
+
+// sendSeq sends message seq to a mailbox; it reports whether the server
+// said 250.
+func sendSeq(addr string, seq, boxes int) bool {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return false
+	}
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	c := gosmtp.NewClient(conn)
+	defer c.Close()
+	body := fmt.Sprintf("Subject: seq %d\r\nX-Seq: %d\r\n\r\nmessage %d\r\n", seq, seq, seq)
+	err = c.SendMail("load@example.test", []string{fmt.Sprintf("u%d@virt.example", seq%boxes)}, strings.NewReader(body))
+	if err == nil {
+		c.Quit()
+	}
+	return err == nil
+}
+
+// TestCrashLosesNothing kills the daemon with SIGKILL while clients are
+// sending and qmgr is delivering, starts it again, and checks that every
+// message that got a 250 is delivered; duplicates are counted and
+// reported (a crash between a delivery and its done mark repeats it).
+func TestCrashLosesNothing(t *testing.T) {
+	t.Parallel()
+	const boxes, clients, total = 20, 8, 400
+	dir, addr := virtualInstance(t, boxes)
+	start := func() {
+		if _, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "start"); code != 0 {
+			t.Fatalf("start: %d %q", code, errOut)
+		}
+	}
+	start()
+	var mu sync.Mutex
+	accepted := map[int]bool{}
+	next := 0
+	killed := make(chan struct{})
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				seq := next
+				next++
+				mu.Unlock()
+				if seq >= total {
+					return
+				}
+				if sendSeq(addr, seq, boxes) {
+					mu.Lock()
+					accepted[seq] = true
+					mu.Unlock()
+				} else {
+					select {
+					case <-killed:
+						return
+					default:
+					}
+				}
+			}
+		}()
+	}
+	// Kill once half the load is in, while deliveries run.
+	eventually(t, "half of the messages accepted", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted) >= total/2
+	})
+	pid := readPID(t, dir)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	close(killed)
+	wg.Wait()
+	eventually(t, "the daemon to die", func() bool { return syscall.Kill(pid, 0) != nil })
+	mu.Lock()
+	n := len(accepted)
+	mu.Unlock()
+	t.Logf("%d messages accepted before SIGKILL; restarting", n)
+	start()
+	defer mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
+	deadline := time.Now().Add(60 * time.Second)
+	for queued(dir) > 0 {
+		if time.Now().After(deadline) {
+			out, _ := exec.Command("sh", "-c", "cd "+dir+"/run/spool && ls -lR incoming active deferred maildrop; tail -20 ../../maillog").CombinedOutput()
+			t.Fatalf("%d messages still queued a minute after the restart:\n%s", queued(dir), out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := delivered(t, dir)
+	lost, dups := 0, 0
+	for seq := range accepted {
+		switch c := got[seq]; {
+		case c == 0:
+			lost++
+			t.Errorf("message %d got 250 but was not delivered", seq)
+		case c > 1:
+			dups += c - 1
+		}
+	}
+	t.Logf("crash test: %d accepted, %d lost, %d duplicate deliveries (%d messages delivered that never got their 250)", n, lost, dups, len(got)-n)
+}
+
+// TestPflogsummAgrees runs pflogsumm on the mail log of a delivery run: it
+// must count the messages received and delivered that the test sent.
+func TestPflogsummAgrees(t *testing.T) {
+	t.Parallel()
+	bin, err := exec.LookPath("pflogsumm")
+	if err != nil {
+		t.Skip("pflogsumm is not installed (apt-get install pflogsumm)")
+	}
+	const boxes, msgs = 5, 30
+	dir, addr := virtualInstance(t, boxes)
+	if _, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "start"); code != 0 {
+		t.Fatalf("start: %d %q", code, errOut)
+	}
+	for i := range msgs {
+		if !sendSeq(addr, i, boxes) {
+			t.Fatalf("message %d refused", i)
+		}
+	}
+	// One message with two recipients: received once, delivered twice.
+	c, err := gosmtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("load@example.test", []string{"u0@virt.example", "u1@virt.example"}, strings.NewReader("Subject: two\r\n\r\nx\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+	eventually(t, "all deliveries", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+		return strings.Count(string(b), "status=sent") == msgs+2
+	})
+	mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
+	out, err := exec.Command(bin, "--syslog-name=mailsrv", filepath.Join(dir, "maillog")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pflogsumm: %v\n%s", err, out)
+	}
+	count := func(label string) int {
+		sc := bufio.NewScanner(strings.NewReader(string(out)))
+		re := regexp.MustCompile(`^\s*(\d+)\s+` + label + `\s*$`)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				return n
+			}
+		}
+		t.Fatalf("pflogsumm output has no %q line:\n%s", label, out)
+		return 0
+	}
+	if got := count("received"); got != msgs+1 {
+		t.Errorf("pflogsumm received = %d, want %d", got, msgs+1)
+	}
+	if got := count("delivered"); got != msgs+2 {
+		t.Errorf("pflogsumm delivered = %d, want %d", got, msgs+2)
+	}
+	if got := count("bounced"); got != 0 {
+		t.Errorf("pflogsumm bounced = %d, want 0", got)
+	}
+}
