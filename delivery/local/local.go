@@ -343,7 +343,7 @@ func splitItems(v string) []string {
 		item := strings.TrimSpace(cur.String())
 		cur.Reset()
 		if len(item) >= 2 && item[0] == '"' && item[len(item)-1] == '"' {
-			item = item[1 : len(item)-1]
+			item = strings.TrimSpace(item[1 : len(item)-1])
 		}
 		if item != "" {
 			out = append(out, item)

@@ -199,3 +199,54 @@ transport_maps = ["inline:{ {gone@virt.example=error:5.1.1 this user is gone}, {
 		}
 	}
 }
+
+// TestExpiryBounces: a message a transport keeps deferring is retried on
+// the backoff schedule until maximal_queue_lifetime, then returned to its
+// sender with the last reason, and removed.
+func TestExpiryBounces(t *testing.T) {
+	t.Parallel()
+	uid := os.Geteuid()
+	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
+alias_maps = []
+virtual_mailbox_domains = ["virt.example"]
+virtual_mailbox_base = "vmail"
+virtual_mailbox_maps = ["inline:{ a@virt.example=a/ }"]
+virtual_uid_maps = ["static:%d"]
+virtual_gid_maps = ["static:%d"]
+virtual_minimum_uid = 0
+relay_domains = ["slow.example"]
+transport_maps = ["inline:{ {slow.example=retry:4.4.1 the far end is down} }"]
+minimal_backoff_time = "1s"
+maximal_backoff_time = "1s"
+queue_run_delay = "1s"
+maximal_queue_lifetime = "3s"
+`, uid, os.Getegid()))
+	if err := os.MkdirAll(filepath.Join(dir, "vmail"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	send(t, addr, "a@virt.example", []string{"x@slow.example"}, "Subject: doomed\r\n\r\nx\r\n")
+	amaildir := filepath.Join(dir, "vmail", "a")
+	eventuallyLog(t, dir, "the notice in the sender's Maildir", func() bool { return len(maildirFiles(amaildir)) == 1 })
+	eventuallyLog(t, dir, "the queue to drain", func() bool { return queueEmpty(dir) })
+	stop()
+	b, _ := os.ReadFile(maildirFiles(amaildir)[0])
+	for _, want := range []string{"Subject: Undelivered Mail Returned to Sender", "<x@slow.example>: the far end is down",
+		"Final-Recipient: rfc822; x@slow.example", "Action: failed", "Status: 4.4.1", "Subject: doomed"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("notice lacks %q:\n%s", want, b)
+		}
+	}
+	log := readLog(dir)
+	attempts := strings.Count(log, "to=<x@slow.example>, relay=none")
+	if attempts < 2 || attempts > 5 {
+		t.Errorf("%d attempts in a 3s lifetime with 1s backoff, want 2 to 5:\n%s", attempts, log)
+	}
+	for _, re := range []string{
+		`qmgr\[\d+\]: (\w+): from=<a@virt.example>, status=expired, returned to sender`,
+		`bounce\[\d+\]: \w+: sender non-delivery notification: \w+`,
+	} {
+		if !regexp.MustCompile(re).MatchString(log) {
+			t.Errorf("mail log lacks %s:\n%s", re, log)
+		}
+	}
+}
