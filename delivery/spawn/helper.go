@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"mailsrv/internal/peercred"
 )
 
 // The privileged helper. The daemon binds its ports as root and then
@@ -163,7 +165,7 @@ func HelperMain() int {
 func serveHelper(c *net.UnixConn, peer int) {
 	defer c.Close()
 	reply := func(a answer) { _ = json.NewEncoder(c).Encode(a) }
-	if uid, err := peerCred(c); err != nil || uid != peer {
+	if uid, err := peercred.UID(c); err != nil || uid != peer {
 		return
 	}
 	buf := make([]byte, 64<<10)
@@ -248,24 +250,6 @@ func serveHelper(c *net.UnixConn, peer int) {
 		a.Error = err.Error()
 	}
 	reply(a)
-}
-
-func peerCred(c *net.UnixConn) (int, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	var cred *syscall.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	}); err != nil {
-		return -1, err
-	}
-	if cerr != nil {
-		return -1, cerr
-	}
-	return int(cred.Uid), nil
 }
 
 // viaHelper runs c through the helper.

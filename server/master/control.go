@@ -9,8 +9,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
+
+	"mailsrv/internal/peercred"
 )
 
 // ControlSocket is the control socket's path under the queue directory. It
@@ -85,8 +86,8 @@ func (cs *controlServer) serve() {
 func (cs *controlServer) conn(c net.Conn) {
 	defer c.Close()
 	if uc, ok := c.(*net.UnixConn); ok {
-		uid, err := peerUID(uc)
-		if err != nil || !cs.allowed[uid] {
+		uid, err := peercred.UID(uc)
+		if err != nil || !cs.allowed[uint32(uid)] {
 			return
 		}
 	}
@@ -105,23 +106,4 @@ func (cs *controlServer) conn(c net.Conn) {
 		resp = cs.handle(req)
 	}
 	_ = json.NewEncoder(c).Encode(resp)
-}
-
-func peerUID(c *net.UnixConn) (uint32, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var cred *syscall.Ucred
-	var cerr error
-	err = raw.Control(func(fd uintptr) {
-		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	})
-	if err != nil {
-		return 0, err
-	}
-	if cerr != nil {
-		return 0, cerr
-	}
-	return cred.Uid, nil
 }

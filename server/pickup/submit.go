@@ -16,9 +16,8 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"mailsrv/config"
+	"mailsrv/internal/peercred"
 	"mailsrv/maillog"
 	"mailsrv/queue"
 	"mailsrv/rewrite/cleanup"
@@ -123,24 +122,6 @@ func (s *Submitter) Serve(ctx context.Context, l net.Listener) error {
 	}
 }
 
-func peerUID(c *net.UnixConn) (int, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return -1, err
-	}
-	if cerr != nil {
-		return -1, cerr
-	}
-	return int(cred.Uid), nil
-}
-
 func (s *Submitter) serve(c *net.UnixConn) {
 	// Every read waits at most smtpd_timeout (deadlineReader), and so
 	// does the answer.
@@ -149,7 +130,7 @@ func (s *Submitter) serve(c *net.UnixConn) {
 		_ = json.NewEncoder(c).Encode(r)
 	}
 	refuse := func(e *cleanup.Error) { reply(SubmitReply{Code: e.Code, Enhanced: e.Enhanced, Text: e.Text}) }
-	uid, err := peerUID(c)
+	uid, err := peercred.UID(c)
 	if err != nil {
 		s.Log.Warnf("submit: peer credentials: %v", err)
 		refuse(cleanup.ErrInternal)
