@@ -18,6 +18,7 @@ set -u
 MAILSRV=${1:?usage: delivery-bench.sh MAILSRV_BINARY [REPS]}
 MAILSRV=$(readlink -f "$MAILSRV")
 REPS=${2:-3}
+TARGETS=${TARGETS:-mailsrv postfix}   # TARGETS=mailsrv measures one side only
 B=${BENCH:-$(cd "$(dirname "$0")/../../shared/bench" 2>/dev/null && pwd)}
 [ -f "$B/postfix-instance.sh" ] || { echo "set BENCH to the shared bench folder" >&2; exit 2; }
 source "$B/postfix-instance.sh"
@@ -52,13 +53,14 @@ measure() {
 	done
 	t1=$(date +%s.%N)
 	kill -TERM $sampler; wait $sampler 2>/dev/null
-	local pss
+	local pss cpu busy
 	pss=$(grep -o 'peak_pss_kb=[0-9]*' "$work/mem.$label" | head -1 | cut -d= -f2)
-	python3 -c "print('RESULT target=$label delivered=$n e2e_s=%.2f e2e_mps=%.1f peak_pss_kb=$pss' % ($t1-$t0, $n/($t1-$t0)))"
+	cpu=$(grep -o 'cpu_s=[0-9.]*' "$work/mem.$label" | head -1 | cut -d= -f2)
+	busy=$(grep -o 'busy_pct=[0-9.]*' "$work/mem.$label" | head -1 | cut -d= -f2)
+	python3 -c "print('RESULT target=$label delivered=$n e2e_s=%.2f e2e_mps=%.1f peak_pss_kb=$pss cpu_s=$cpu sys_busy_pct=$busy' % ($t1-$t0, $n/($t1-$t0)))"
 }
 
-for rep in $(seq "$REPS"); do
-	# mailsrv
+run_mailsrv() {
 	ms="$work/ms"
 	rm -rf "$ms"; mkdir -p "$ms/vmail"; chown "$uid:$gid" "$ms/vmail"; chmod 755 "$ms"
 	cat >"$ms/mailsrv.toml" <<EOF
@@ -90,8 +92,10 @@ EOF
 	measure mailsrv 10035 "$mpid" "$ms/vmail"
 	"$MAILSRV" -c "$ms/mailsrv.toml" postfix stop >/dev/null
 	mpid=""
+}
 
-	# Postfix 3.7, same delivery
+# Postfix 3.7, same delivery
+run_postfix() {
 	pfi_create 127.0.0.1 10025 10026 "$work" >/dev/null || exit 1
 	mkdir -p "$work/pf-vmail"; chown "$uid:$gid" "$work/pf-vmail"
 	pfi_set "virtual_mailbox_domains = virt.bench.example" "virtual_mailbox_base = $work/pf-vmail" \
@@ -101,4 +105,10 @@ EOF
 	measure postfix 10025 "$PFI_MPID" "$work/pf-vmail"
 	pfi_destroy >/dev/null 2>&1
 	rm -rf "$work/pf-vmail"
+}
+
+for rep in $(seq "$REPS"); do
+	for target in $TARGETS; do
+		"run_$target"
+	done
 done
