@@ -236,3 +236,73 @@ minimal_backoff_time = "1h"
 	}
 
 }
+
+// TestDeferTransportsAndDoubleBounce: mail for a transport in
+// defer_transports waits until a flush (postqueue -f) releases it; mail to
+// double-bounce@ is discarded by qmgr itself.
+func TestDeferTransportsAndDoubleBounce(t *testing.T) {
+	t.Parallel()
+	p := testParams(t, `
+defer_transports = ["fake"]
+minimal_backoff_time = "1h"
+`)
+	q := queue.New(p.QueueDirectory, []string{queue.Deferred, queue.DeferLog}, 1)
+	if err := queue.Create(p.QueueDirectory, queue.Owner{UID: -1, GID: -1, SetgidGID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	c := make(chan *Delivery, 4)
+	var lb logBuf
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ServeAgent(ctx, c, 4, maillog.New(&lb, "mx").Role("mailsrv", "fake"), AgentFunc(func(d *Delivery) {
+		for _, r := range d.Recipients {
+			d.Sent(r, Status{Text: "ok", Relay: "fake"})
+		}
+	}))
+	wake := make(chan struct{}, 1)
+	m, err := New(Options{
+		Params: p, Queue: q, Log: maillog.New(&lb, "mx").Role("mailsrv", "qmgr"), Wake: wake,
+		Resolve: func(addr, sender string) (Route, error) {
+			return Route{Transport: "fake", Nexthop: "x", Recipient: addr, Local: strings.HasSuffix(addr, "@mx.example.test")}, nil
+		},
+		Transports: map[string]Transport{"fake": {C: c, Limit: 4}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := q.Inject(queue.Incoming, queue.Envelope{Sender: "s@example.test", Recipients: []queue.Recipient{{Addr: "r@example.net"}}}, strings.NewReader("x\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Inject(queue.Incoming, queue.Envelope{Sender: "", Recipients: []queue.Recipient{{Addr: "double-bounce@mx.example.test"}}}, strings.NewReader("x\n")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s:\n%s", what, lb.String())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("the deferral", func() bool { return strings.Contains(lb.String(), "status=deferred (deferred transport)") })
+	waitFor("the discard", func() bool {
+		return strings.Contains(lb.String(), "to=<double-bounce@mx.example.test>, relay=none, delay=0, delays=0/0/0/0, dsn=2.0.0, status=sent (undeliverable postmaster notification discarded)")
+	})
+	waitFor("the held message in deferred", func() bool {
+		_, err := q.Read(queue.Deferred, held)
+		return err == nil
+	})
+	// postqueue -f: released with the unthrottle mark, then a wakeup.
+	if _, err := q.ReleaseAll(); err != nil {
+		t.Fatal(err)
+	}
+	wake <- struct{}{}
+	waitFor("the flushed delivery", func() bool { return strings.Contains(lb.String(), "to=<r@example.net>, relay=fake") })
+	cancel()
+	<-done
+}

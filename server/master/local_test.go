@@ -145,3 +145,64 @@ func localDaemon(t *testing.T, users local.Users, extra string) (dir, addr strin
 	t.Helper()
 	return deliveryDaemonWith(t, extra, func(o *Options) { o.users, o.localExec = users, childExec })
 }
+
+// TestLocalMaildirAndMore: home_mailbox Maildir, mailbox_command,
+// :include: lists (whose commands are refused by the default
+// allow_mail_to_commands), an owner- alias that becomes the sender of a
+// list's forwarded copies, and the Delivered-To loop check.
+func TestLocalMaildirAndMore(t *testing.T) {
+	t.Parallel()
+	uid, gid, privs := mailUID()
+	base := t.TempDir()
+	out := filepath.Join(base, "out")
+	openDir(t, out, 0o777)
+	users := testUsers{}
+	for _, n := range []string{"dora", "eve"} {
+		home := filepath.Join(base, "home", n)
+		openDir(t, home, 0o755)
+		os.Chown(home, uid, gid)
+		users[n] = &local.User{Name: n, UID: uid, GID: gid, Home: home, Shell: "/bin/sh"}
+	}
+	list := filepath.Join(base, "list")
+	if err := os.WriteFile(list, []byte("dora\n|/bin/true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	aliases := filepath.Join(base, "aliases")
+	if err := os.WriteFile(aliases, []byte(fmt.Sprintf(
+		"club :include:%s\nowner-club dora\nfar outside@remote.example\nloop loop2\nloop2 loop\n", list)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir, addr, stop := localDaemon(t, users, fmt.Sprintf(`
+myorigin = "$myhostname"
+alias_maps = ["texthash:%s"]
+home_mailbox = "Maildir/"
+default_privs = %q
+smtpd_reject_unlisted_recipient = false
+`, aliases, privs))
+	send(t, addr, "s@remote.example", []string{"club@mx.example.test"}, "Subject: club\r\n\r\nx\r\n")
+	send(t, addr, "s@remote.example", []string{"eve@mx.example.test"}, "Subject: loop\r\nDelivered-To: eve@mx.example.test\r\n\r\nx\r\n")
+	send(t, addr, "s@remote.example", []string{"far@mx.example.test"}, "Subject: far\r\n\r\nx\r\n")
+	eventuallyLog(t, dir, "the deliveries", func() bool {
+		l := readLog(dir)
+		return strings.Contains(l, "mail to command is restricted") && strings.Contains(l, "forwarded as") && strings.Contains(l, "mail forwarding loop")
+	})
+	eventuallyLog(t, dir, "the club message in dora's Maildir", func() bool {
+		return len(maildirFiles(filepath.Join(users["dora"].Home, "Maildir"))) >= 1
+	})
+	stop()
+	log := readLog(dir)
+	for _, re := range []string{
+		`to=<dora@mx.example.test>, orig_to=<club@mx.example.test>, relay=local, .*status=sent \(delivered to maildir\)`,
+		`to=<club@mx.example.test>, relay=local, .*dsn=5.7.1, status=bounced \(mail to command is restricted\)`,
+		`to=<eve@mx.example.test>, relay=local, .*dsn=5.4.6, status=bounced \(mail forwarding loop for eve@mx.example.test\)`,
+		`to=<far@mx.example.test>, relay=local, .*status=sent \(forwarded as \w+\)`,
+	} {
+		if !regexp.MustCompile(re).MatchString(log) {
+			t.Errorf("mail log lacks %s:\n%s", re, log)
+		}
+	}
+	// The forwarded copy keeps the original sender (far has no owner-).
+	if !regexp.MustCompile(`qmgr\[\d+\]: \w+: from=<s@remote.example>, size=\d+, nrcpt=1 \(queue active\)\n(.*\n)*.*to=<outside@remote.example>`).MatchString(log) {
+		t.Errorf("forwarded copy not queued for outside@remote.example:\n%s", log)
+	}
+}
