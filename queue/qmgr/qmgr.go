@@ -96,6 +96,7 @@ type Manager struct {
 	deferred   scan
 	turn       bool // which scan imports next
 	inflight   int
+	warned     map[string]bool // unavailable transports already logged
 }
 
 // message is a message in the active queue.
@@ -118,7 +119,7 @@ func New(o Options) (*Manager, error) {
 		o.Hard = context.Background()
 	}
 	m := &Manager{o: o, p: o.Params, q: o.Queue, log: o.Log,
-		transports: map[string]*transport{}, msgs: map[string]*message{},
+		transports: map[string]*transport{}, msgs: map[string]*message{}, warned: map[string]bool{},
 		incoming: scan{queue: queue.Incoming}, deferred: scan{queue: queue.Deferred}}
 	capacity := 16
 	for name, t := range o.Transports {
@@ -394,7 +395,12 @@ func (m *Manager) schedule(msg *message) {
 		t := m.transports[route.Transport]
 		switch {
 		case t == nil:
-			m.log.Warnf("%s: transport %s is not defined: add a [[service]] for it", msg.id, route.Transport)
+			if !m.warned[route.Transport] {
+				// Once per instance: a busy queue would repeat it for
+				// every message.
+				m.warned[route.Transport] = true
+				m.log.Warnf("transport %s is not available: no [[service]] defines it, or its command is not part of this version of mailsrv; its mail stays in the queue", route.Transport)
+			}
 			m.qmgrReport(msg, r, deferred, Status{DSN: "4.3.0", Text: "mail transport unavailable"})
 			continue
 		case !msg.flush && slices.Contains(m.p.DeferTransports, route.Transport):

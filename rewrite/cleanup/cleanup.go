@@ -154,6 +154,9 @@ func (c *Cleanup) Open(env Envelope) (*Message, error) {
 	if !env.Create.IsZero() {
 		w.SetCreateTime(env.Create)
 	}
+	if d := c.p.DelayWarningTime; d > 0 {
+		w.SetWarnTime(env.Arrival.Add(d))
+	}
 	for _, name := range sortedKeys(env.Attrs) {
 		w.SetAttr(name, env.Attrs[name])
 	}

@@ -201,8 +201,9 @@ transport_maps = ["inline:{ {gone@virt.example=error:5.1.1 this user is gone}, {
 }
 
 // TestExpiryBounces: a message a transport keeps deferring is retried on
-// the backoff schedule until maximal_queue_lifetime, then returned to its
-// sender with the last reason, and removed.
+// the backoff schedule; after delay_warning_time the sender is warned once;
+// at maximal_queue_lifetime the message is returned to its sender with the
+// last reason, and removed.
 func TestExpiryBounces(t *testing.T) {
 	t.Parallel()
 	uid := os.Geteuid()
@@ -220,20 +221,34 @@ minimal_backoff_time = "1s"
 maximal_backoff_time = "1s"
 queue_run_delay = "1s"
 maximal_queue_lifetime = "3s"
+delay_warning_time = "1s"
 `, uid, os.Getegid()))
 	if err := os.MkdirAll(filepath.Join(dir, "vmail"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	send(t, addr, "a@virt.example", []string{"x@slow.example"}, "Subject: doomed\r\n\r\nx\r\n")
 	amaildir := filepath.Join(dir, "vmail", "a")
-	eventuallyLog(t, dir, "the notice in the sender's Maildir", func() bool { return len(maildirFiles(amaildir)) == 1 })
+	eventuallyLog(t, dir, "two notices in the sender's Maildir", func() bool { return len(maildirFiles(amaildir)) == 2 })
 	eventuallyLog(t, dir, "the queue to drain", func() bool { return queueEmpty(dir) })
 	stop()
-	b, _ := os.ReadFile(maildirFiles(amaildir)[0])
+	var ndr, warning string
+	for _, f := range maildirFiles(amaildir) {
+		b, _ := os.ReadFile(f)
+		if strings.Contains(string(b), "Subject: Delayed Mail (still being retried)") {
+			warning = string(b)
+		} else {
+			ndr = string(b)
+		}
+	}
 	for _, want := range []string{"Subject: Undelivered Mail Returned to Sender", "<x@slow.example>: the far end is down",
 		"Final-Recipient: rfc822; x@slow.example", "Action: failed", "Status: 4.4.1", "Subject: doomed"} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("notice lacks %q:\n%s", want, b)
+		if !strings.Contains(ndr, want) {
+			t.Errorf("notice lacks %q:\n%s", want, ndr)
+		}
+	}
+	for _, want := range []string{"THIS IS A WARNING ONLY", "Action: delayed", "Will-Retry-Until: "} {
+		if !strings.Contains(warning, want) {
+			t.Errorf("delay warning lacks %q:\n%s", want, warning)
 		}
 	}
 	log := readLog(dir)
@@ -244,6 +259,7 @@ maximal_queue_lifetime = "3s"
 	for _, re := range []string{
 		`qmgr\[\d+\]: (\w+): from=<a@virt.example>, status=expired, returned to sender`,
 		`bounce\[\d+\]: \w+: sender non-delivery notification: \w+`,
+		`bounce\[\d+\]: \w+: sender delay notification: \w+`,
 	} {
 		if !regexp.MustCompile(re).MatchString(log) {
 			t.Errorf("mail log lacks %s:\n%s", re, log)
