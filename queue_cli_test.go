@@ -309,7 +309,10 @@ func TestPostqueueFlush(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(dir, "maillog"))
 		return strings.Count(string(b), id+": from=<s@example.org>, size=")
 	}
-	eventually(t, "qmgr to take the released message", func() bool { return active(ids[0]) == 1 })
+	eventually(t, "qmgr to take the released message and defer it again", func() bool {
+		_, err := q.Read(queue.Deferred, ids[0])
+		return active(ids[0]) == 1 && err == nil
+	})
 	_, errOut, code = mailsrv(t, dir, "postqueue", "-c", "mailsrv.toml", "-s", "example.net")
 	if code != 1 || !strings.Contains(errOut, `Flush service is not configured for destination "example.net"`) {
 		t.Errorf("-s for a site outside fast_flush_domains: %d %q", code, errOut)
