@@ -21,6 +21,7 @@ var defaultExceptions = map[string]string{
 	"smtpd_forbid_bare_newline":      "Postfix 3.9 default (normalize): SMTP smuggling defence",
 	"smtpd_forbid_unauth_pipelining": "Postfix 3.9 default (yes)",
 	"mailsrv_stop_timeout":           "a mailsrv parameter",
+	"mailsrv_dns_servers":            "a mailsrv parameter (tests and split DNS)",
 	"virtual_maps":                   "legacy name that Postfix still reads through virtual_alias_maps = $virtual_maps",
 }
 

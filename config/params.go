@@ -288,6 +288,22 @@ type Params struct {
 	SMTPTLSPolicyMaps             []string      `pf:"smtp_tls_policy_maps" kind:"maps" def:"" doc:"per-destination TLS policy"`
 	SMTPTLSProtocols              []string      `pf:"smtp_tls_protocols" def:">=TLSv1" doc:"TLS versions with opportunistic TLS"`
 	SMTPTLSMandatoryProtocols     []string      `pf:"smtp_tls_mandatory_protocols" def:">=TLSv1" doc:"TLS versions when TLS is required"`
+	SMTPTCPPort                   string        `pf:"smtp_tcp_port" def:"smtp" doc:"port of remote SMTP servers (a number or a service name)"`
+	SMTPSkip5xxGreeting           bool          `pf:"smtp_skip_5xx_greeting" def:"yes" doc:"treat a 5xx greeting as a temporary failure and try the next server"`
+	SMTPRandomizeAddresses        bool          `pf:"smtp_randomize_addresses" def:"yes" doc:"shuffle MX hosts of equal preference"`
+	SMTPAddressPreference         string        `pf:"smtp_address_preference" def:"any" enum:"any|ipv4|ipv6" doc:"which address family to try first"`
+	SMTPLineLengthLimit           int           `pf:"smtp_line_length_limit" def:"998" doc:"longer lines are folded when sent"`
+	SMTPConnectionCacheTimeLimit  time.Duration `pf:"smtp_connection_cache_time_limit" unit:"s" def:"2s" doc:"how long an idle cached connection is kept"`
+	SMTPConnectionCacheDests      []string      `pf:"smtp_connection_cache_destinations" def:"" doc:"destinations whose connections are always cached"`
+	SMTPSASLAuthEnable            bool          `pf:"smtp_sasl_auth_enable" def:"no" doc:"authenticate to remote servers"`
+	SMTPSASLPasswordMaps          []string      `pf:"smtp_sasl_password_maps" kind:"maps" def:"" doc:"username:password per relayhost or domain"`
+	SMTPSASLMechanismFilter       []string      `pf:"smtp_sasl_mechanism_filter" def:"" doc:"SASL mechanisms the client may use (empty = any it knows)"`
+	SMTPSASLSecurityOptions       []string      `pf:"smtp_sasl_security_options" def:"noplaintext, noanonymous" doc:"SASL restrictions without TLS"`
+	SMTPSASLTLSSecurityOptions    []string      `pf:"smtp_sasl_tls_security_options" def:"$smtp_sasl_security_options" doc:"SASL restrictions over TLS"`
+	SMTPTLSVerifyCertMatch        []string      `pf:"smtp_tls_verify_cert_match" def:"hostname" doc:"names a certificate must match at level verify"`
+	SMTPTLSSecureCertMatch        []string      `pf:"smtp_tls_secure_cert_match" def:"nexthop, dot-nexthop" doc:"names a certificate must match at level secure"`
+	SMTPTLSLoglevel               int           `pf:"smtp_tls_loglevel" def:"0" doc:"TLS logging detail"`
+	DNSServers                    []string      `pf:"mailsrv_dns_servers" def:"" doc:"mailsrv only: DNS servers (host:port) for the smtp client; empty = those of /etc/resolv.conf"`
 
 	// values holds every expanded value of this scope in main.cf form,
 	// including per-transport parameters (see Lookup, TransportInt).

@@ -475,6 +475,7 @@ func (m *Manager) dispatch(ctx context.Context) {
 				}
 				e := d.entries[0]
 				dl := m.delivery(t, d, e)
+				dl.More = len(d.entries) > 1
 				select {
 				case t.c <- dl:
 				default:

@@ -304,9 +304,9 @@ func (d *Daemon) Reload() error {
 		d.mlog.Warnf("reopen %s: %v", cfg.Params.MaillogFile, err)
 	}
 	d.cfg = cfg
-	d.startServices(cfg)
+	started := d.startServices(cfg)
 	for _, name := range d.sup.Names() {
-		if cfg.Service(name) == nil && !isBuiltin(name) {
+		if !started[name] {
 			d.sup.Stop(name)
 		}
 	}
@@ -381,7 +381,8 @@ func (d *Daemon) closeListeners(cfg *config.Config) {
 }
 
 // startServices (re)starts every service of cfg under the supervisor.
-func (d *Daemon) startServices(cfg *config.Config) {
+func (d *Daemon) startServices(cfg *config.Config) map[string]bool {
+	started := map[string]bool{}
 	for _, s := range cfg.Services {
 		role, ok := roles[s.Command]
 		if !ok {
@@ -392,13 +393,40 @@ func (d *Daemon) startServices(cfg *config.Config) {
 		if hasSocket(s) {
 			sl = d.listeners[listenKey(s)]
 		}
-		d.sup.Start(d.ctx, s.Name, d.factory(cfg, s, s.Name, s.Command, role, sl))
+		slot := slotName(s.Name, s.Command)
+		started[slot] = true
+		d.sup.Start(d.ctx, slot, d.factory(cfg, s, s.Name, s.Command, role, sl))
 	}
 	for _, b := range builtinRoles {
-		if cfg.Service(b.name) == nil {
-			d.sup.Start(d.ctx, b.name, d.factory(cfg, nil, b.name, b.command, roles[b.command], nil))
+		if !replaced(cfg, b.name, b.command) {
+			slot := slotName(b.name, b.command)
+			started[slot] = true
+			d.sup.Start(d.ctx, slot, d.factory(cfg, nil, b.name, b.command, roles[b.command], nil))
 		}
 	}
+	return started
+}
+
+// slotName is a service's name under the supervisor. As in master.cf a
+// service is its name and type: smtp/inet (smtpd) and smtp/unix (the
+// client) are two services; transports are the unix ones.
+func slotName(name, command string) string {
+	if deliveryCommands[command] {
+		return name + "/unix"
+	}
+	return name
+}
+
+// replaced reports whether cfg has its own service for a built-in one: a
+// transport is replaced by a delivery service of that name, anything else
+// by any service of that name.
+func replaced(cfg *config.Config, name, command string) bool {
+	for _, s := range cfg.Services {
+		if s.Name == name && deliveryCommands[s.Command] == deliveryCommands[command] {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *Daemon) factory(cfg *config.Config, s *config.Service, name, command string, role Role, sl *sharedListener) Factory {
@@ -589,7 +617,7 @@ func (d *Daemon) transports(cfg *config.Config) map[string]qmgr.Transport {
 		}
 	}
 	for _, b := range builtinRoles {
-		if deliveryCommands[b.command] && cfg.Service(b.name) == nil {
+		if deliveryCommands[b.command] && !replaced(cfg, b.name, b.command) {
 			n := cfg.Params.DefaultProcessLimit
 			out[b.name] = qmgr.Transport{C: d.deliveryChan(b.name, n), Limit: n}
 		}

@@ -33,6 +33,8 @@ mydomain = "example.test"
 mynetworks = ["127.0.0.1/32"]
 smtpd_peername_lookup = false
 mailsrv_stop_timeout = "5s"
+# Tests never reach the internet: DNS goes nowhere, fast.
+mailsrv_dns_servers = ["127.0.0.1:1"]
 %s
 
 [[service]]

@@ -35,6 +35,7 @@ local_recipient_maps = ["inline:{ alice=x, bob=x }"]
 local_transport = "retry:held by the test"
 smtpd_peername_lookup = false
 mailsrv_stop_timeout = "5s"
+mailsrv_dns_servers = ["127.0.0.1:1"]
 
 [[service]]
 name = "smtp"

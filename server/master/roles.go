@@ -12,6 +12,7 @@ import (
 	"mailsrv/delivery/lmtp"
 	"mailsrv/delivery/local"
 	"mailsrv/delivery/pipe"
+	"mailsrv/delivery/smtp"
 	"mailsrv/delivery/virtual"
 	"mailsrv/maillog"
 	"mailsrv/queue"
@@ -80,6 +81,7 @@ var roles = map[string]Role{
 	"local":   agentRole(newLocal),
 	"pipe":    agentRole(newPipe),
 	"lmtp":    agentRole(func(env *Env) (qmgr.Agent, error) { return lmtp.New(env.Params), nil }),
+	"smtp":    agentRole(newSMTP),
 }
 
 // deliveryCommands are the commands that are transports: qmgr sends them
@@ -97,18 +99,11 @@ var builtinRoles = []struct{ name, command string }{
 	{"local", "local"},
 	{"virtual", "virtual"},
 	{"lmtp", "lmtp"},
+	{"smtp", "smtp"},
+	{"relay", "smtp"},
 	{"discard", "discard"},
 	{"error", "error"},
 	{"retry", "error"},
-}
-
-func isBuiltin(name string) bool {
-	for _, b := range builtinRoles {
-		if b.name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // newQmgr is the queue manager, with trivial-rewrite's resolver and the
@@ -151,7 +146,12 @@ func agentRole(build func(env *Env) (qmgr.Agent, error)) Role {
 			return nil, err
 		}
 		return ServiceFunc(func(ctx context.Context) error {
-			return qmgr.ServeAgent(ctx, env.Deliveries, env.Limit, env.Log, a)
+			err := qmgr.ServeAgent(ctx, env.Deliveries, env.Limit, env.Log, a)
+			// The smtp client's connection cache.
+			if c, ok := a.(interface{ Close() }); ok {
+				c.Close()
+			}
+			return err
 		}), nil
 	}
 }
@@ -182,6 +182,16 @@ func newPipe(env *Env) (qmgr.Agent, error) {
 		return nil, errors.New("pipe needs a [[service]] with argv and user")
 	}
 	return pipe.New(env.Service.Name, env.Params, env.Service.Pipe)
+}
+
+// newSMTP is the smtp client (also the relay transport); it refuses mail
+// that would come back to one of this host's addresses.
+func newSMTP(env *Env) (qmgr.Agent, error) {
+	rw, err := rewrite.New(env.Params)
+	if err != nil {
+		return nil, err
+	}
+	return smtp.New(env.Params, rw.IsOwnAddress)
 }
 
 func newVirtual(env *Env) (qmgr.Agent, error) { return virtual.New(env.Params) }

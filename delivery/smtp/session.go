@@ -1,0 +1,617 @@
+package smtp
+
+import (
+	"bufio"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+
+	"mailsrv/config"
+	"mailsrv/maps"
+	"mailsrv/queue"
+	"mailsrv/queue/qmgr"
+)
+
+// session is one SMTP connection.
+type session struct {
+	conn        net.Conn
+	r           *textproto.Reader
+	w           *bufio.Writer
+	srv         server
+	relay       string
+	p           *config.Params
+	ext         map[string]string // EHLO keywords → parameters
+	tlsDone     bool
+	broken      bool
+	lastFailure qmgr.Status
+	uses        int
+	created     time.Time
+}
+
+func newSession(c net.Conn, srv server, p *config.Params) *session {
+	return &session{conn: c, r: textproto.NewReader(bufio.NewReader(c)), w: bufio.NewWriter(c),
+		srv: srv, relay: srv.String(), p: p, ext: map[string]string{}, created: time.Now()}
+}
+
+// upgrade continues the session over TLS.
+func (s *session) upgrade(c net.Conn) {
+	s.conn = c
+	s.r = textproto.NewReader(bufio.NewReader(c))
+	s.w = bufio.NewWriter(c)
+	s.tlsDone = true
+	s.ext = map[string]string{}
+}
+
+// reply is a server reply.
+type reply struct {
+	code  int
+	text  string   // the lines joined with spaces
+	lines []string // the lines' texts
+}
+
+func (r reply) String() string { return fmt.Sprintf("%d %s", r.code, r.text) }
+
+// dsn is the reply's enhanced status code, or one made from its code.
+func (r reply) dsn() string {
+	code, _, _ := strings.Cut(r.text, " ")
+	if parts := strings.Split(code, "."); len(parts) == 3 && len(code) >= 5 && strings.ContainsRune("245", rune(code[0])) && code[0] == strconv.Itoa(r.code)[0] {
+		return code
+	}
+	return fmt.Sprintf("%d.0.0", r.code/100)
+}
+
+func (s *session) reply(timeout time.Duration) (reply, error) {
+	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
+	code, msg, err := s.r.ReadResponse(0)
+	if err != nil {
+		if _, ok := err.(*textproto.Error); !ok || code == 0 {
+			s.broken = true
+			return reply{}, err
+		}
+	}
+	r := reply{code: code, text: strings.ReplaceAll(msg, "\n", " "), lines: strings.Split(msg, "\n")}
+	if code == 421 {
+		s.broken = true
+	}
+	return r, nil
+}
+
+// send writes a command without flushing (pipelining).
+func (s *session) send(format string, args ...any) {
+	fmt.Fprintf(s.w, format+"\r\n", args...)
+}
+
+func (s *session) flush(timeout time.Duration) error {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
+	err := s.w.Flush()
+	if err != nil {
+		s.broken = true
+	}
+	return err
+}
+
+func (s *session) cmd(timeout time.Duration, format string, args ...any) error {
+	s.send(format, args...)
+	return s.flush(timeout)
+}
+
+// hello sends EHLO (HELO when EHLO is refused) and reads the extensions.
+func (s *session) hello() (qmgr.Status, bool) {
+	p := s.p
+	st := func(dsn, text string) qmgr.Status {
+		return qmgr.Status{DSN: dsn, Text: text, Relay: s.relay}
+	}
+	if err := s.cmd(p.SMTPHeloTimeout, "EHLO %s", p.SMTPHeloName); err != nil {
+		return st("4.4.2", fmt.Sprintf("lost connection with %s while sending EHLO", s.relay)), false
+	}
+	r, err := s.reply(p.SMTPHeloTimeout)
+	if err != nil {
+		return st("4.4.2", fmt.Sprintf("lost connection with %s while receiving the EHLO reply", s.relay)), false
+	}
+	if r.code/100 == 2 {
+		s.ext = map[string]string{}
+		for _, line := range r.lines[1:] {
+			kw, args, _ := strings.Cut(line, " ")
+			s.ext[strings.ToUpper(kw)] = args
+		}
+		return qmgr.Status{}, true
+	}
+	if r.code == 421 {
+		return s.said(r, "EHLO command"), false
+	}
+	if err := s.cmd(p.SMTPHeloTimeout, "HELO %s", p.SMTPHeloName); err != nil {
+		return st("4.4.2", fmt.Sprintf("lost connection with %s while sending HELO", s.relay)), false
+	}
+	r, err = s.reply(p.SMTPHeloTimeout)
+	if err != nil {
+		return st("4.4.2", fmt.Sprintf("lost connection with %s while receiving the HELO reply", s.relay)), false
+	}
+	if r.code/100 != 2 {
+		return s.said(r, "HELO command"), false
+	}
+	s.ext = map[string]string{}
+	return qmgr.Status{}, true
+}
+
+// said is Postfix's "host X said: … (in reply to … command)".
+func (s *session) said(r reply, in string) qmgr.Status {
+	return qmgr.Status{DSN: r.dsn(), Text: fmt.Sprintf("host %s said: %s (in reply to %s)", s.relay, r, in),
+		Relay: s.relay, DiagType: "smtp", DiagText: r.String(), MTA: s.srv.host}
+}
+
+func (s *session) lost(while string) qmgr.Status {
+	s.broken = true
+	return qmgr.Status{DSN: "4.4.2", Text: fmt.Sprintf("lost connection with %s while %s", s.relay, while), Relay: s.relay}
+}
+
+func (s *session) quit() {
+	if !s.broken && s.cmd(s.p.SMTPQuitTimeout, "QUIT") == nil {
+		_, _ = s.reply(s.p.SMTPQuitTimeout)
+	}
+	s.close()
+}
+
+func (s *session) close() { s.conn.Close() }
+
+// transaction sends one message. It returns false when the session
+// failed (lost, 421, a temporary refusal of MAIL or DATA): recipients
+// still pending may then go to the next server.
+func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
+	p := a.p
+	s.uses++
+	status := func(st qmgr.Status) qmgr.Status {
+		if s.uses > 1 {
+			st.ConnUse = s.uses
+		}
+		return st
+	}
+	if d.Attrs["smtputf8"] != "" {
+		if _, ok := s.ext["SMTPUTF8"]; !ok {
+			d.BounceRest(status(qmgr.Status{DSN: "5.6.7", Text: fmt.Sprintf("SMTPUTF8 is required, but was not offered by host %s", s.relay), Relay: s.relay}))
+			return true
+		}
+	}
+	if sz, ok := s.ext["SIZE"]; ok {
+		if limit, err := strconv.ParseInt(strings.TrimSpace(sz), 10, 64); err == nil && limit > 0 && d.Size > limit {
+			d.BounceRest(status(qmgr.Status{DSN: "5.3.4", Text: fmt.Sprintf("message size %d exceeds size limit %d of server %s", d.Size, limit, s.relay), Relay: s.relay}))
+			return true
+		}
+	}
+	_, dsnOK := s.ext["DSN"]
+	mail := fmt.Sprintf("MAIL FROM:<%s>", d.Sender)
+	if _, ok := s.ext["SIZE"]; ok {
+		mail += " SIZE=" + strconv.FormatInt(d.Size, 10)
+	}
+	if bt := d.Attrs["body_type"]; bt == "8BITMIME" {
+		if _, ok := s.ext["8BITMIME"]; ok {
+			mail += " BODY=8BITMIME"
+		}
+	}
+	if d.Attrs["smtputf8"] != "" {
+		mail += " SMTPUTF8"
+	}
+	if dsnOK {
+		if ret := d.Attrs["ret_flags"]; ret != "" {
+			mail += " RET=" + ret
+		}
+		if envid := d.Attrs["envelope_id"]; envid != "" {
+			mail += " ENVID=" + envid
+		}
+	}
+	var rcpts []*qmgr.Recipient
+	for _, r := range d.Recipients {
+		if d.Pending(r) {
+			rcpts = append(rcpts, r)
+		}
+	}
+	_, pipelining := s.ext["PIPELINING"]
+	s.send("%s", mail)
+	rcptCmd := func(r *qmgr.Recipient) string {
+		c := fmt.Sprintf("RCPT TO:<%s>", r.Addr)
+		if dsnOK {
+			if r.Notify != 0 {
+				c += " NOTIFY=" + notify(r.Notify)
+			}
+			if r.ORCPT != "" {
+				c += " ORCPT=" + r.ORCPT
+			}
+		}
+		return c
+	}
+	if pipelining {
+		for _, r := range rcpts {
+			s.send("%s", rcptCmd(r))
+		}
+	}
+	if s.flush(p.SMTPMailTimeout) != nil {
+		s.lastFailure = s.lost("sending MAIL FROM")
+		return false
+	}
+	mr, err := s.reply(p.SMTPMailTimeout)
+	if err != nil {
+		s.lastFailure = s.lost("receiving the MAIL FROM reply")
+		return false
+	}
+	var accepted []*qmgr.Recipient
+	for _, r := range rcpts {
+		if !pipelining {
+			if mr.code/100 != 2 {
+				break
+			}
+			if s.cmd(p.SMTPRcptTimeout, "%s", rcptCmd(r)) != nil {
+				s.lastFailure = s.lost("sending RCPT TO")
+				return false
+			}
+		}
+		rr, err := s.reply(p.SMTPRcptTimeout)
+		if err != nil {
+			s.lastFailure = s.lost("receiving the RCPT TO reply")
+			return false
+		}
+		if mr.code/100 != 2 {
+			continue // answers to RCPTs after a refused MAIL
+		}
+		switch {
+		case rr.code/100 == 2:
+			accepted = append(accepted, r)
+		case rr.code == 421:
+			s.lastFailure = s.said(rr, "RCPT TO command")
+			return false
+		case rr.code/100 == 4:
+			d.Defer(r, status(s.said(rr, "RCPT TO command")))
+		default:
+			d.Bounce(r, status(s.said(rr, "RCPT TO command")))
+		}
+	}
+	switch {
+	case mr.code/100 == 2:
+	case mr.code/100 == 5:
+		d.BounceRest(status(s.said(mr, "MAIL FROM command")))
+		return a.reset(s)
+	default:
+		s.lastFailure = s.said(mr, "MAIL FROM command")
+		return false
+	}
+	if len(accepted) == 0 {
+		return a.reset(s)
+	}
+	if s.cmd(p.SMTPDataInitTimeout, "DATA") != nil {
+		s.lastFailure = s.lost("sending DATA")
+		return false
+	}
+	dr, err := s.reply(p.SMTPDataInitTimeout)
+	if err != nil {
+		s.lastFailure = s.lost("receiving the DATA reply")
+		return false
+	}
+	if dr.code != 354 {
+		if dr.code/100 == 5 {
+			for _, r := range accepted {
+				d.Bounce(r, status(s.said(dr, "DATA command")))
+			}
+			return a.reset(s)
+		}
+		s.lastFailure = s.said(dr, "DATA command")
+		return false
+	}
+	if err := a.sendContent(d, s); err != nil {
+		s.lastFailure = s.lost("sending message body")
+		return false
+	}
+	er, err := s.reply(p.SMTPDataDoneTimeout)
+	if err != nil {
+		s.lastFailure = s.lost("receiving the end of data reply")
+		return false
+	}
+	for _, r := range accepted {
+		switch er.code / 100 {
+		case 2:
+			d.Sent(r, status(qmgr.Status{DSN: er.dsn(), Text: er.String(), Relay: s.relay, MTA: s.srv.host}))
+		case 4:
+			d.Defer(r, status(s.said(er, "end of DATA command")))
+		default:
+			d.Bounce(r, status(s.said(er, "end of DATA command")))
+		}
+	}
+	return er.code != 421
+}
+
+// reset ends a transaction that sent no message, keeping the session.
+func (a *Agent) reset(s *session) bool {
+	if s.cmd(a.p.SMTPHeloTimeout, "RSET") != nil {
+		return false
+	}
+	r, err := s.reply(a.p.SMTPHeloTimeout)
+	return err == nil && r.code/100 == 2
+}
+
+// sendContent sends the message with CRLF line ends, dot stuffing, and
+// lines longer than smtp_line_length_limit folded (CRLF SPACE).
+func (a *Agent) sendContent(d *qmgr.Delivery, s *session) error {
+	p := a.p
+	w := bufio.NewWriterSize(deadlineWriter{s.conn, p.SMTPDataXferTimeout}, 64<<10)
+	br := bufio.NewReaderSize(d.Content(), 64<<10)
+	limit := p.SMTPLineLengthLimit
+	col := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		for len(line) > 0 {
+			if col == 0 && line[0] == '.' {
+				w.WriteByte('.')
+			}
+			if line[0] == '\n' {
+				w.WriteString("\r\n")
+				col = 0
+				line = line[1:]
+				continue
+			}
+			// Up to the end of the line or the length limit.
+			n := len(line)
+			if i := strings.IndexByte(string(line), '\n'); i >= 0 {
+				n = i
+			}
+			if limit > 0 && col+n > limit {
+				n = limit - col
+				w.Write(line[:n])
+				w.WriteString("\r\n ")
+				col = 1
+				line = line[n:]
+				continue
+			}
+			w.Write(line[:n])
+			col += n
+			line = line[n:]
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return err
+		}
+	}
+	if col > 0 {
+		w.WriteString("\r\n")
+	}
+	w.WriteString(".\r\n")
+	return w.Flush()
+}
+
+type deadlineWriter struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (d deadlineWriter) Write(b []byte) (int, error) {
+	_ = d.c.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.c.Write(b)
+}
+
+func notify(bits int) string {
+	if bits&queue.NotifyNever != 0 {
+		return "NEVER"
+	}
+	var out []string
+	for _, n := range []struct {
+		bit  int
+		name string
+	}{{queue.NotifySuccess, "SUCCESS"}, {queue.NotifyFailure, "FAILURE"}, {queue.NotifyDelay, "DELAY"}} {
+		if bits&n.bit != 0 {
+			out = append(out, n.name)
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// auth authenticates to a server we have credentials for
+// (smtp_sasl_password_maps: the nexthop as written, then the server's
+// name). Plain-text mechanisms need TLS unless the security options in
+// force say otherwise.
+func (a *Agent) auth(d *qmgr.Delivery, s *session, srv server) *qmgr.Status {
+	p := a.p
+	var cred string
+	for _, key := range []string{d.Nexthop, strings.Trim(strings.Split(d.Nexthop, "]")[0], "["), srv.host} {
+		v, ok, err := maps.LookupAll(a.passwd, strings.ToLower(key))
+		if err != nil {
+			return &qmgr.Status{DSN: "4.3.0", Text: "smtp_sasl_password_maps: table lookup problem", Relay: s.relay}
+		}
+		if ok {
+			cred = v
+			break
+		}
+	}
+	if cred == "" {
+		return nil // no credentials: no AUTH
+	}
+	user, pass, _ := strings.Cut(cred, ":")
+	opts := p.SMTPSASLSecurityOptions
+	if s.tlsDone {
+		opts = p.SMTPSASLTLSSecurityOptions
+	}
+	plainOK := true
+	for _, o := range opts {
+		if strings.EqualFold(strings.TrimSpace(o), "noplaintext") {
+			plainOK = false
+		}
+	}
+	offered := strings.Fields(strings.ToUpper(s.ext["AUTH"]))
+	var mech string
+	for _, m := range []string{sasl.Plain, sasl.Login} {
+		if !contains(offered, m) || !plainOK {
+			continue
+		}
+		if len(p.SMTPSASLMechanismFilter) > 0 && !contains(upper(p.SMTPSASLMechanismFilter), m) {
+			continue
+		}
+		mech = m
+		break
+	}
+	if mech == "" {
+		why := "no mechanism available"
+		if !plainOK && !s.tlsDone {
+			why = "no mechanism available (plain-text passwords are only sent over TLS: smtp_sasl_security_options)"
+		}
+		return &qmgr.Status{DSN: "4.7.0", Text: fmt.Sprintf("SASL authentication failed; cannot authenticate to server %s: %s", s.relay, why), Relay: s.relay}
+	}
+	var c sasl.Client
+	if mech == sasl.Plain {
+		c = sasl.NewPlainClient("", user, pass)
+	} else {
+		c = sasl.NewLoginClient(user, pass)
+	}
+	_, ir, err := c.Start()
+	if err != nil {
+		return &qmgr.Status{DSN: "4.7.0", Text: "SASL authentication failed: " + err.Error(), Relay: s.relay}
+	}
+	line := "AUTH " + mech
+	if ir != nil {
+		enc := base64.StdEncoding.EncodeToString(ir)
+		if enc == "" {
+			enc = "="
+		}
+		line += " " + enc
+	}
+	if s.cmd(p.SMTPHeloTimeout, "%s", line) != nil {
+		st := s.lost("sending AUTH")
+		return &st
+	}
+	for range 10 {
+		r, err := s.reply(p.SMTPHeloTimeout)
+		if err != nil {
+			st := s.lost("receiving the AUTH reply")
+			return &st
+		}
+		switch {
+		case r.code == 235:
+			return nil
+		case r.code == 334:
+			ch, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(r.text))
+			resp, err := c.Next(ch)
+			if err != nil {
+				s.cmd(p.SMTPHeloTimeout, "*")
+				return &qmgr.Status{DSN: "4.7.0", Text: "SASL authentication failed: " + err.Error(), Relay: s.relay}
+			}
+			if s.cmd(p.SMTPHeloTimeout, "%s", base64.StdEncoding.EncodeToString(resp)) != nil {
+				st := s.lost("sending the AUTH response")
+				return &st
+			}
+		default:
+			dsn := r.dsn()
+			if dsn[0] == '5' {
+				// smtp_sasl_auth_soft_bounce: a wrong password is
+				// fixed by the operator, not by returning the mail.
+				dsn = "4" + dsn[1:]
+			}
+			return &qmgr.Status{DSN: dsn, Text: fmt.Sprintf("SASL authentication failed; server %s said: %s", s.relay, r), Relay: s.relay,
+				DiagType: "smtp", DiagText: r.String(), MTA: srv.host}
+		}
+	}
+	return &qmgr.Status{DSN: "4.7.0", Text: "SASL authentication failed: too many challenges", Relay: s.relay}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func upper(list []string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = strings.ToUpper(strings.TrimSpace(s))
+	}
+	return out
+}
+
+// cache is the connection cache (scache): idle sessions by destination.
+type cache struct {
+	mu   sync.Mutex
+	idle map[string][]*cached
+}
+
+type cached struct {
+	s     *session
+	until time.Time // idle deadline
+}
+
+func newCache() *cache { return &cache{idle: map[string][]*cached{}} }
+
+// get takes an idle session for key, within the reuse limits.
+func (c *cache) get(key string, reuseTime time.Duration, reuseCount int) *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	list := c.idle[key]
+	for len(list) > 0 {
+		e := list[len(list)-1]
+		list = list[:len(list)-1]
+		c.idle[key] = list
+		if time.Now().After(e.until) || (reuseTime > 0 && time.Since(e.s.created) > reuseTime) || (reuseCount > 0 && e.s.uses >= reuseCount) {
+			go e.s.quit()
+			continue
+		}
+		return e.s
+	}
+	delete(c.idle, key)
+	return nil
+}
+
+// put keeps a session for idle time.
+func (c *cache) put(key string, s *session, idle time.Duration) {
+	if idle <= 0 {
+		idle = 2 * time.Second
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idle[key] = append(c.idle[key], &cached{s: s, until: time.Now().Add(idle)})
+	time.AfterFunc(idle+100*time.Millisecond, c.expire)
+}
+
+// expire closes sessions idle too long.
+func (c *cache) expire() {
+	c.mu.Lock()
+	var old []*session
+	for k, list := range c.idle {
+		keep := list[:0]
+		for _, e := range list {
+			if time.Now().After(e.until) {
+				old = append(old, e.s)
+			} else {
+				keep = append(keep, e)
+			}
+		}
+		if len(keep) == 0 {
+			delete(c.idle, k)
+		} else {
+			c.idle[k] = keep
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range old {
+		s.quit()
+	}
+}
+
+func (c *cache) closeAll() {
+	c.mu.Lock()
+	var all []*session
+	for k, list := range c.idle {
+		for _, e := range list {
+			all = append(all, e.s)
+		}
+		delete(c.idle, k)
+	}
+	c.mu.Unlock()
+	for _, s := range all {
+		s.quit()
+	}
+}
