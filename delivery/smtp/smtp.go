@@ -703,4 +703,3 @@ func sysText(err error) string {
 	}
 	return msg
 }
-
