@@ -299,7 +299,7 @@ type Params struct {
 	SMTPSASLPasswordMaps          []string      `pf:"smtp_sasl_password_maps" kind:"maps" def:"" doc:"username:password per relayhost or domain"`
 	SMTPSASLMechanismFilter       []string      `pf:"smtp_sasl_mechanism_filter" def:"" doc:"SASL mechanisms the client may use (empty = any it knows)"`
 	SMTPSASLSecurityOptions       []string      `pf:"smtp_sasl_security_options" def:"noplaintext, noanonymous" doc:"SASL restrictions without TLS"`
-	SMTPSASLTLSSecurityOptions    []string      `pf:"smtp_sasl_tls_security_options" def:"$smtp_sasl_security_options" doc:"SASL restrictions over TLS"`
+	SMTPSASLTLSSecurityOptions    []string      `pf:"smtp_sasl_tls_security_options" def:"noanonymous" doc:"SASL restrictions over TLS (mailsrv: plain-text mechanisms are allowed over TLS)"`
 	SMTPTLSVerifyCertMatch        []string      `pf:"smtp_tls_verify_cert_match" def:"hostname" doc:"names a certificate must match at level verify"`
 	SMTPTLSSecureCertMatch        []string      `pf:"smtp_tls_secure_cert_match" def:"nexthop, dot-nexthop" doc:"names a certificate must match at level secure"`
 	SMTPTLSLoglevel               int           `pf:"smtp_tls_loglevel" def:"0" doc:"TLS logging detail"`

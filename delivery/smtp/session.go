@@ -26,7 +26,8 @@ type session struct {
 	r           *textproto.Reader
 	w           *bufio.Writer
 	srv         server
-	relay       string
+	relay       string // host[ip]:port, for relay= and the TLS line
+	hostIP      string // host[ip], for the reasons
 	p           *config.Params
 	ext         map[string]string // EHLO keywords → parameters
 	tlsDone     bool
@@ -38,7 +39,7 @@ type session struct {
 
 func newSession(c net.Conn, srv server, p *config.Params) *session {
 	return &session{conn: c, r: textproto.NewReader(bufio.NewReader(c)), w: bufio.NewWriter(c),
-		srv: srv, relay: srv.String(), p: p, ext: map[string]string{}, created: time.Now()}
+		srv: srv, relay: srv.String(), hostIP: fmt.Sprintf("%s[%s]", srv.host, srv.addr), p: p, ext: map[string]string{}, created: time.Now()}
 }
 
 // upgrade continues the session over TLS.
@@ -106,15 +107,12 @@ func (s *session) cmd(timeout time.Duration, format string, args ...any) error {
 // hello sends EHLO (HELO when EHLO is refused) and reads the extensions.
 func (s *session) hello() (qmgr.Status, bool) {
 	p := s.p
-	st := func(dsn, text string) qmgr.Status {
-		return qmgr.Status{DSN: dsn, Text: text, Relay: s.relay}
-	}
 	if err := s.cmd(p.SMTPHeloTimeout, "EHLO %s", p.SMTPHeloName); err != nil {
-		return st("4.4.2", fmt.Sprintf("lost connection with %s while sending EHLO", s.relay)), false
+		return s.lost("sending EHLO"), false
 	}
 	r, err := s.reply(p.SMTPHeloTimeout)
 	if err != nil {
-		return st("4.4.2", fmt.Sprintf("lost connection with %s while receiving the EHLO reply", s.relay)), false
+		return s.lost("receiving the EHLO reply"), false
 	}
 	if r.code/100 == 2 {
 		s.ext = map[string]string{}
@@ -128,11 +126,11 @@ func (s *session) hello() (qmgr.Status, bool) {
 		return s.said(r, "EHLO command"), false
 	}
 	if err := s.cmd(p.SMTPHeloTimeout, "HELO %s", p.SMTPHeloName); err != nil {
-		return st("4.4.2", fmt.Sprintf("lost connection with %s while sending HELO", s.relay)), false
+		return s.lost("sending HELO"), false
 	}
 	r, err = s.reply(p.SMTPHeloTimeout)
 	if err != nil {
-		return st("4.4.2", fmt.Sprintf("lost connection with %s while receiving the HELO reply", s.relay)), false
+		return s.lost("receiving the HELO reply"), false
 	}
 	if r.code/100 != 2 {
 		return s.said(r, "HELO command"), false
@@ -143,13 +141,13 @@ func (s *session) hello() (qmgr.Status, bool) {
 
 // said is Postfix's "host X said: … (in reply to … command)".
 func (s *session) said(r reply, in string) qmgr.Status {
-	return qmgr.Status{DSN: r.dsn(), Text: fmt.Sprintf("host %s said: %s (in reply to %s)", s.relay, r, in),
+	return qmgr.Status{DSN: r.dsn(), Text: fmt.Sprintf("host %s said: %s (in reply to %s)", s.hostIP, r, in),
 		Relay: s.relay, DiagType: "smtp", DiagText: r.String(), MTA: s.srv.host}
 }
 
 func (s *session) lost(while string) qmgr.Status {
 	s.broken = true
-	return qmgr.Status{DSN: "4.4.2", Text: fmt.Sprintf("lost connection with %s while %s", s.relay, while), Relay: s.relay}
+	return qmgr.Status{DSN: "4.4.2", Text: fmt.Sprintf("lost connection with %s while %s", s.hostIP, while), Relay: s.relay}
 }
 
 func (s *session) quit() {

@@ -446,8 +446,10 @@ func (a *Agent) policyFor(nexthop string) (tlsPolicy, error) {
 func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*session, qmgr.Status, bool) {
 	p := a.p
 	relay := srv.String()
+	hostIP := fmt.Sprintf("%s[%s]", srv.host, srv.addr)
+	// Until a session is up, nothing was relayed: relay=none.
 	fail := func(dsn, text string) (*session, qmgr.Status, bool) {
-		return nil, qmgr.Status{DSN: dsn, Text: text, Relay: relay}, false
+		return nil, qmgr.Status{DSN: dsn, Text: text, Relay: "none"}, false
 	}
 	pol, err := a.policyFor(d.Nexthop)
 	if err != nil {
@@ -467,7 +469,7 @@ func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*ses
 		r, err := s.reply(p.SMTPHeloTimeout)
 		if err != nil {
 			s.close()
-			return fail("4.4.2", fmt.Sprintf("lost connection with %s while receiving the initial server greeting", relay))
+			return fail("4.4.2", fmt.Sprintf("lost connection with %s while receiving the initial server greeting", hostIP))
 		}
 		if r.code/100 != 2 {
 			s.close()
@@ -475,7 +477,7 @@ func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*ses
 			if dsn[0] == '5' && p.SMTPSkip5xxGreeting {
 				dsn = "4" + dsn[1:]
 			}
-			return nil, qmgr.Status{DSN: dsn, Text: fmt.Sprintf("host %s refused to talk to me: %s", relay, r), Relay: relay,
+			return nil, qmgr.Status{DSN: dsn, Text: fmt.Sprintf("host %s refused to talk to me: %s", hostIP, r), Relay: relay,
 				DiagType: "smtp", DiagText: r.String(), MTA: srv.host}, false
 		}
 		if st, ok := s.hello(); !ok {
@@ -488,7 +490,7 @@ func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*ses
 			if _, offered := s.ext["STARTTLS"]; !offered {
 				if mandatory {
 					s.quit()
-					return fail("4.7.4", fmt.Sprintf("TLS is required, but was not offered by host %s", relay))
+					return fail("4.7.4", fmt.Sprintf("TLS is required, but was not offered by host %s", hostIP))
 				}
 			} else {
 				st, retryPlain := a.starttls(d, s, srv, pol, mandatory)
@@ -504,7 +506,7 @@ func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*ses
 			}
 		} else if mandatory {
 			s.quit()
-			return fail("4.7.4", fmt.Sprintf("TLS is required, but was not offered by host %s", relay))
+			return fail("4.7.4", fmt.Sprintf("TLS is required, but was not offered by host %s", hostIP))
 		}
 		if p.SMTPSASLAuthEnable {
 			if st := a.auth(d, s, srv); st != nil {
@@ -582,7 +584,7 @@ func (a *Agent) starttls(d *qmgr.Delivery, s *session, srv server, pol tlsPolicy
 				why = "name mismatch"
 			}
 			_ = tc.Close()
-			return &qmgr.Status{DSN: "4.7.5", Text: fmt.Sprintf("Server certificate not verified: %s (%s)", relay, why), Relay: relay}, false
+			return &qmgr.Status{DSN: "4.7.5", Text: fmt.Sprintf("Server certificate not verified: %s[%s] (%s)", srv.host, srv.addr, why), Relay: relay}, false
 		}
 	}
 	s.upgrade(tc)

@@ -33,8 +33,7 @@ mydomain = "example.test"
 mynetworks = ["127.0.0.1/32"]
 smtpd_peername_lookup = false
 mailsrv_stop_timeout = "5s"
-# Tests never reach the internet: DNS goes nowhere, fast.
-mailsrv_dns_servers = ["127.0.0.1:1"]
+%s
 %s
 
 [[service]]
@@ -43,7 +42,7 @@ type = "inet"
 listen = %q
 command = "smtpd"
 process_limit = 20
-`, extra, addr)
+`, noDNS(extra), extra, addr)
 	file := filepath.Join(dir, "mailsrv.toml")
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -64,6 +63,15 @@ process_limit = 20
 	}
 	t.Cleanup(stop)
 	return dir, addr, stop
+}
+
+// noDNS points DNS nowhere unless the test brings its own server: tests
+// never reach the internet.
+func noDNS(extra string) string {
+	if strings.Contains(extra, "mailsrv_dns_servers") {
+		return ""
+	}
+	return `mailsrv_dns_servers = ["127.0.0.1:1"]`
 }
 
 func send(t *testing.T, addr, from string, to []string, body string) {

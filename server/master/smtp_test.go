@@ -1,0 +1,356 @@
+package master
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
+
+	"mailsrv/queue"
+)
+
+// fakeDNS serves A and MX records from a table on 127.0.0.1 (UDP).
+type fakeDNS struct {
+	mu       sync.Mutex
+	a        map[string]string   // name → IPv4
+	mx       map[string][]string // domain → "pref host" ("0 ." = null MX)
+	servfail map[string]bool
+	addr     string
+}
+
+// startDNS serves the given A and MX tables (they must not change
+// afterwards).
+func startDNS(t *testing.T, a map[string]string, mx map[string][]string) *fakeDNS {
+	t.Helper()
+	f := &fakeDNS{a: a, mx: mx, servfail: map[string]bool{}}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = pc.LocalAddr().String()
+	srv := &dns.Server{PacketConn: pc, Handler: f}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return f
+}
+
+func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(req)
+	q := req.Question[0]
+	name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
+	known := f.a[name] != "" || f.mx[name] != nil
+	switch {
+	case f.servfail[name]:
+		m.Rcode = dns.RcodeServerFailure
+	case !known:
+		m.Rcode = dns.RcodeNameError
+	case q.Qtype == dns.TypeA && f.a[name] != "":
+		rr, _ := dns.NewRR(fmt.Sprintf("%s 60 IN A %s", q.Name, f.a[name]))
+		m.Answer = append(m.Answer, rr)
+	case q.Qtype == dns.TypeMX:
+		for _, mx := range f.mx[name] {
+			pref, host, _ := strings.Cut(mx, " ")
+			if host != "." {
+				host += "."
+			}
+			rr, _ := dns.NewRR(fmt.Sprintf("%s 60 IN MX %s %s", q.Name, pref, host))
+			m.Answer = append(m.Answer, rr)
+		}
+	}
+	w.WriteMsg(m)
+}
+
+// fakeMX is a remote mail server on one 127.0.0.x address.
+type fakeMX struct {
+	name string
+	mu   sync.Mutex
+	msgs []string // "from rcpt,rcpt: body"
+	auth []string // user:pass accepted
+	srv  *gosmtp.Server
+	ln   net.Listener
+}
+
+type mxSession struct {
+	mx    *fakeMX
+	from  string
+	rcpts []string
+	authd bool
+}
+
+func (m *fakeMX) NewSession(c *gosmtp.Conn) (gosmtp.Session, error) { return &mxSession{mx: m}, nil }
+
+func (s *mxSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (s *mxSession) Auth(mech string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(identity, user, pass string) error {
+		s.mx.mu.Lock()
+		s.mx.auth = append(s.mx.auth, user+":"+pass)
+		s.mx.mu.Unlock()
+		if pass != "secret" {
+			return errors.New("bad password")
+		}
+		s.authd = true
+		return nil
+	}), nil
+}
+
+func (s *mxSession) Mail(from string, opts *gosmtp.MailOptions) error {
+	s.from = from
+	return nil
+}
+
+func (s *mxSession) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	switch {
+	case strings.HasPrefix(to, "temp"):
+		return &gosmtp.SMTPError{Code: 450, EnhancedCode: gosmtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy, try later"}
+	case strings.HasPrefix(to, "bad"):
+		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (s *mxSession) Data(r io.Reader) error {
+	b, _ := io.ReadAll(r)
+	s.mx.mu.Lock()
+	s.mx.msgs = append(s.mx.msgs, fmt.Sprintf("%s %s: %s", s.from, strings.Join(s.rcpts, ","), b))
+	s.mx.mu.Unlock()
+	return nil
+}
+
+func (s *mxSession) Reset()        { s.from, s.rcpts = "", nil }
+func (s *mxSession) Logout() error { return nil }
+
+func (m *fakeMX) messages() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.msgs...)
+}
+
+// selfSigned makes a certificate for names.
+func selfSigned(t *testing.T, names ...string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, BasicConstraintsValid: true,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	cert, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// startMXs starts fake servers on 127.0.0.2, .3, … all on one port
+// (smtp_tcp_port), optionally with TLS, and returns them and the port.
+func startMXs(t *testing.T, cert *tls.Certificate, names ...string) ([]*fakeMX, string) {
+	t.Helper()
+	for try := 0; try < 20; try++ {
+		first, err := net.Listen("tcp", "127.0.0.2:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(first.Addr().String())
+		lns := []net.Listener{first}
+		ok := true
+		for i := 1; i < len(names); i++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.%d:%s", i+2, port))
+			if err != nil {
+				ok = false
+				break
+			}
+			lns = append(lns, ln)
+		}
+		if !ok {
+			for _, l := range lns {
+				l.Close()
+			}
+			continue
+		}
+		var out []*fakeMX
+		for i, n := range names {
+			m := &fakeMX{name: n, ln: lns[i]}
+			m.srv = gosmtp.NewServer(m)
+			m.srv.Domain = n
+			m.srv.EnableDSN = true
+			if cert != nil {
+				m.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
+			}
+			go m.srv.Serve(lns[i])
+			t.Cleanup(func() { m.srv.Close() })
+			out = append(out, m)
+		}
+		return out, port
+	}
+	t.Fatal("no common free port on 127.0.0.2-")
+	return nil, ""
+}
+
+// TestSMTPClient: the smtp client against a fake DNS server and fake MX
+// hosts on 127.0.0.x: MX preference; a dead first MX skipped for the
+// second; a recipient deferred (4xx) and another delivered in one
+// transaction; a bad one bounced; null MX and NXDOMAIN bounced; all MX
+// down deferred with the reason shown by postqueue; connection reuse.
+func TestSMTPClient(t *testing.T) {
+	t.Parallel()
+	mxs, port := startMXs(t, nil, "mx1.pref.test", "mx2.pref.test")
+	d := startDNS(t, map[string]string{"mx1.pref.test": "127.0.0.2", "mx2.pref.test": "127.0.0.3", "dead.pref.test": "127.0.0.9"},
+		map[string][]string{
+			"pref.test":    {"20 mx2.pref.test", "10 mx1.pref.test"},
+			"second.test":  {"10 dead.pref.test", "20 mx2.pref.test"},
+			"alldown.test": {"10 dead.pref.test"},
+			"nomail.test":  {"0 ."},
+		})
+	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
+alias_maps = []
+mailsrv_dns_servers = [%q]
+smtp_tcp_port = %q
+smtp_connect_timeout = "2s"
+smtp_connection_cache_destinations = ["pref.test"]
+minimal_backoff_time = "1h"
+`, d.addr, port))
+	send(t, addr, "s@example.test", []string{"ok@pref.test", "temp1@pref.test", "bad@pref.test"}, "Subject: one\r\n\r\nfirst\r\n")
+	// The session stays in the cache (smtp_connection_cache_destinations)
+	// for the next message to the same destination.
+	eventuallyLog(t, dir, "the first delivery", func() bool { return strings.Contains(readLog(dir), "to=<ok@pref.test>") })
+	send(t, addr, "s@example.test", []string{"again@pref.test"}, "Subject: two\r\n\r\nsecond\r\n")
+	send(t, addr, "s@example.test", []string{"x@second.test"}, "Subject: three\r\n\r\nthird\r\n")
+	send(t, addr, "s@example.test", []string{"y@alldown.test"}, "Subject: four\r\n\r\nx\r\n")
+	send(t, addr, "s@example.test", []string{"z@nomail.test", "w@nxdomain.test"}, "Subject: five\r\n\r\nx\r\n")
+	eventuallyLog(t, dir, "every recipient's result", func() bool {
+		l := readLog(dir)
+		for _, r := range []string{"ok@pref.test", "temp1@pref.test", "bad@pref.test", "again@pref.test", "x@second.test", "y@alldown.test", "z@nomail.test", "w@nxdomain.test"} {
+			if !strings.Contains(l, "to=<"+r+">") {
+				return false
+			}
+		}
+		return true
+	})
+	stop()
+	out := listQueue(t, dir)
+	if m := mxs[0].messages(); len(m) != 2 || !strings.HasPrefix(m[0], "s@example.test ok@pref.test: ") || !strings.Contains(m[0], "first") || !strings.Contains(m[1], "again@pref.test") {
+		t.Errorf("mx1 (preference 10) got %q", m)
+	}
+	if m := mxs[1].messages(); len(m) != 1 || !strings.Contains(m[0], "x@second.test") {
+		t.Errorf("mx2 got %q; want only the message whose first MX is dead", m)
+	}
+	log := readLog(dir)
+	relay1 := regexp.QuoteMeta("relay=mx1.pref.test[127.0.0.2]:" + port)
+	for _, re := range []string{
+		`smtp\[\d+\]: \w+: to=<ok@pref.test>, ` + relay1 + `, delay=[\d.]+, delays=[\d./]+, dsn=2.0.0, status=sent \(250 2.0.0 OK: queued\)`,
+		`to=<temp1@pref.test>, ` + relay1 + `, .*dsn=4.2.0, status=deferred \(host mx1.pref.test\[127.0.0.2\] said: 450 4.2.0 mailbox busy, try later \(in reply to RCPT TO command\)\)`,
+		`to=<bad@pref.test>, ` + relay1 + `, .*dsn=5.1.1, status=bounced \(host mx1.pref.test\[127.0.0.2\] said: 550 5.1.1 no such user \(in reply to RCPT TO command\)\)`,
+		`to=<again@pref.test>, ` + relay1 + `, conn_use=2, .*status=sent`,
+		`to=<x@second.test>, relay=mx2.pref.test\[127.0.0.3\]:` + port + `, .*status=sent`,
+		`to=<y@alldown.test>, relay=none, .*dsn=4.4.1, status=deferred \(connect to dead.pref.test\[127.0.0.9\]:` + port + `: Connection refused\)`,
+		`to=<z@nomail.test>, relay=none, .*dsn=5.1.0, status=bounced \(Domain nomail.test does not accept mail \(nullMX\)\)`,
+		`to=<w@nxdomain.test>, relay=none, .*dsn=5.4.4, status=bounced \(Host or domain name not found. Name service error for name=nxdomain.test type=MX: Host not found\)`,
+	} {
+		if !regexp.MustCompile(re).MatchString(log) {
+			t.Errorf("mail log lacks %s:\n%s", re, log)
+		}
+	}
+	if !strings.Contains(out, "(connect to dead.pref.test[127.0.0.9]:"+port+": Connection refused)") || !strings.Contains(out, "y@alldown.test") {
+		t.Errorf("postqueue -p does not show the reason:\n%s", out)
+	}
+}
+
+// listQueue is what postqueue -p shows: each queued recipient with the
+// reason of its last deferral.
+func listQueue(t *testing.T, dir string) string {
+	t.Helper()
+	q := queue.New(filepath.Join(dir, "spool"), []string{queue.Deferred, queue.DeferLog}, 1)
+	var b strings.Builder
+	err := q.List(func(l *queue.Listed) error {
+		for _, r := range l.Recipients {
+			fmt.Fprintf(&b, "%s (%s) %s\n", l.ID, r.DelayReason, r.Addr)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestSMTPClientTLS: STARTTLS at level may with a self-signed
+// certificate (an Untrusted TLS connection, mail delivered); level verify
+// refuses that certificate and defers; a smarthost with AUTH gets the
+// password from smtp_sasl_password_maps over TLS.
+func TestSMTPClientTLS(t *testing.T) {
+	t.Parallel()
+	cert := selfSigned(t, "mx.tls.test", "smart.tls.test")
+	mxs, port := startMXs(t, &cert, "mx.tls.test")
+	d := startDNS(t, map[string]string{"mx.tls.test": "127.0.0.2", "smart.tls.test": "127.0.0.2"},
+		map[string][]string{"may.test": {"10 mx.tls.test"}, "verify.test": {"10 mx.tls.test"}})
+	base := t.TempDir()
+	pw := filepath.Join(base, "sasl")
+	if err := os.WriteFile(pw, []byte(fmt.Sprintf("[smart.tls.test]:%s user:secret\n", port)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
+alias_maps = []
+mailsrv_dns_servers = [%q]
+smtp_tcp_port = %q
+smtp_tls_security_level = "may"
+smtp_tls_policy_maps = ["inline:{ verify.test=verify }"]
+smtp_sasl_auth_enable = true
+smtp_sasl_password_maps = ["texthash:%s"]
+transport_maps = ["inline:{ smart.test=smtp:[smart.tls.test]:%s }"]
+minimal_backoff_time = "1h"
+`, d.addr, port, pw, port))
+	send(t, addr, "s@example.test", []string{"a@may.test"}, "Subject: may\r\n\r\nx\r\n")
+	send(t, addr, "s@example.test", []string{"b@verify.test"}, "Subject: verify\r\n\r\nx\r\n")
+	send(t, addr, "s@example.test", []string{"c@smart.test"}, "Subject: smart\r\n\r\nx\r\n")
+	eventuallyLog(t, dir, "three results", func() bool {
+		l := readLog(dir)
+		return strings.Contains(l, "to=<a@may.test>") && strings.Contains(l, "to=<b@verify.test>") && strings.Contains(l, "to=<c@smart.test>")
+	})
+	stop()
+	log := readLog(dir)
+	for _, re := range []string{
+		`smtp\[\d+\]: Untrusted TLS connection established to mx.tls.test\[127.0.0.2\]:` + port + `: TLSv1.3 with cipher TLS_\w+ \(\d+/\d+ bits\)`,
+		`to=<a@may.test>, relay=mx.tls.test\[127.0.0.2\]:` + port + `, .*status=sent`,
+		`to=<b@verify.test>, relay=.*dsn=4.7.5, status=deferred \(Server certificate not verified: mx.tls.test\[127.0.0.2\] \(untrusted issuer\)\)`,
+		`to=<c@smart.test>, relay=smart.tls.test\[127.0.0.2\]:` + port + `, .*status=sent`,
+	} {
+		if !regexp.MustCompile(re).MatchString(log) {
+			t.Errorf("mail log lacks %s:\n%s", re, log)
+		}
+	}
+	mxs[0].mu.Lock()
+	defer mxs[0].mu.Unlock()
+	if len(mxs[0].auth) != 1 || mxs[0].auth[0] != "user:secret" {
+		t.Errorf("AUTH attempts %q, want one with user:secret", mxs[0].auth)
+	}
+}
