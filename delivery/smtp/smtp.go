@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"mailsrv/config"
@@ -46,7 +47,20 @@ type Agent struct {
 	cache    *cache
 	minTLS   uint16
 	minMandy uint16
+
+	deadMu sync.Mutex
+	dead   map[netip.AddrPort]deadHost // servers that just failed
 }
+
+// deadHost is a server that failed to connect or greet: for deadTime the
+// following deliveries skip it instead of waiting for it again, so a dead
+// MX costs one timeout per burst, not one per message.
+type deadHost struct {
+	until  time.Time
+	reason qmgr.Status
+}
+
+const deadTime = 60 * time.Second
 
 // New builds the client for a transport's parameters. isOwn says whether
 // an address is this host's (mail that would loop back is refused).
@@ -55,7 +69,7 @@ func New(p *config.Params, isOwn func(netip.Addr) bool) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{p: p, dns: r, isOwn: isOwn, cache: newCache()}
+	a := &Agent{p: p, dns: r, isOwn: isOwn, cache: newCache(), dead: map[netip.AddrPort]deadHost{}}
 	if a.port, err = port(p.SMTPTCPPort); err != nil {
 		return nil, fmt.Errorf("smtp_tcp_port: %v", err)
 	}
@@ -225,7 +239,9 @@ func (a *Agent) serversOf(ctx context.Context, hop string) ([]server, *failure) 
 		return nil, dnsFail(err)
 	}
 	if len(mxs) == 1 && mxs[0].Host == "." {
-		return nil, &failure{"5.1.0", fmt.Sprintf("Domain %s does not accept mail (nullMX)", host)}
+		// RFC 7505: 5.1.10 (delivery.md gives Postfix's 5.1.0; the
+		// issue and the RFC ask for the specific code).
+		return nil, &failure{"5.1.10", fmt.Sprintf("Domain %s does not accept mail (nullMX)", host)}
 	}
 	if len(mxs) == 0 {
 		// No MX: the domain itself (implicit MX).
@@ -312,12 +328,20 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 			break
 		}
 		final := i == len(servers)-1 || sessions+1 >= max(p.SMTPMxSessionLimit, 1)
+		ap := netip.AddrPortFrom(srv.addr, uint16(srv.port))
+		if st, ok := a.isDead(ap); ok {
+			last = st
+			continue
+		}
 		s, st, hard := a.connect(ctx, d, srv)
 		if s == nil {
 			last = st
 			if hard && final {
 				d.BounceRest(st)
 				return
+			}
+			if strings.HasPrefix(st.Text, "connect to ") || strings.Contains(st.Text, "initial server greeting") {
+				a.markDead(ap, st)
 			}
 			continue
 		}
@@ -341,6 +365,26 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 		last.Relay = "none"
 	}
 	d.SiteFailure(last)
+}
+
+func (a *Agent) isDead(ap netip.AddrPort) (qmgr.Status, bool) {
+	a.deadMu.Lock()
+	defer a.deadMu.Unlock()
+	h, ok := a.dead[ap]
+	if !ok {
+		return qmgr.Status{}, false
+	}
+	if time.Now().After(h.until) {
+		delete(a.dead, ap)
+		return qmgr.Status{}, false
+	}
+	return h.reason, true
+}
+
+func (a *Agent) markDead(ap netip.AddrPort, st qmgr.Status) {
+	a.deadMu.Lock()
+	defer a.deadMu.Unlock()
+	a.dead[ap] = deadHost{until: time.Now().Add(deadTime), reason: st}
 }
 
 func anyPending(d *qmgr.Delivery) bool {

@@ -39,9 +39,12 @@ type fakeDNS struct {
 
 // startDNS serves the given A and MX tables (they must not change
 // afterwards).
-func startDNS(t *testing.T, a map[string]string, mx map[string][]string) *fakeDNS {
+func startDNS(t *testing.T, a map[string]string, mx map[string][]string, servfail ...string) *fakeDNS {
 	t.Helper()
 	f := &fakeDNS{a: a, mx: mx, servfail: map[string]bool{}}
+	for _, n := range servfail {
+		f.servfail[n] = true
+	}
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +233,8 @@ func TestSMTPClient(t *testing.T) {
 			"second.test":  {"10 dead.pref.test", "20 mx2.pref.test"},
 			"alldown.test": {"10 dead.pref.test"},
 			"nomail.test":  {"0 ."},
-		})
+			"broken.test":  {"10 mx1.pref.test"},
+		}, "broken.test")
 	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
 alias_maps = []
 mailsrv_dns_servers = [%q]
@@ -247,9 +251,10 @@ minimal_backoff_time = "1h"
 	send(t, addr, "s@example.test", []string{"x@second.test"}, "Subject: three\r\n\r\nthird\r\n")
 	send(t, addr, "s@example.test", []string{"y@alldown.test"}, "Subject: four\r\n\r\nx\r\n")
 	send(t, addr, "s@example.test", []string{"z@nomail.test", "w@nxdomain.test"}, "Subject: five\r\n\r\nx\r\n")
+	send(t, addr, "s@example.test", []string{"v@broken.test"}, "Subject: six\r\n\r\nx\r\n")
 	eventuallyLog(t, dir, "every recipient's result", func() bool {
 		l := readLog(dir)
-		for _, r := range []string{"ok@pref.test", "temp1@pref.test", "bad@pref.test", "again@pref.test", "x@second.test", "y@alldown.test", "z@nomail.test", "w@nxdomain.test"} {
+		for _, r := range []string{"ok@pref.test", "temp1@pref.test", "bad@pref.test", "again@pref.test", "x@second.test", "y@alldown.test", "z@nomail.test", "w@nxdomain.test", "v@broken.test"} {
 			if !strings.Contains(l, "to=<"+r+">") {
 				return false
 			}
@@ -273,7 +278,8 @@ minimal_backoff_time = "1h"
 		`to=<again@pref.test>, ` + relay1 + `, conn_use=2, .*status=sent`,
 		`to=<x@second.test>, relay=mx2.pref.test\[127.0.0.3\]:` + port + `, .*status=sent`,
 		`to=<y@alldown.test>, relay=none, .*dsn=4.4.1, status=deferred \(connect to dead.pref.test\[127.0.0.9\]:` + port + `: Connection refused\)`,
-		`to=<z@nomail.test>, relay=none, .*dsn=5.1.0, status=bounced \(Domain nomail.test does not accept mail \(nullMX\)\)`,
+		`to=<z@nomail.test>, relay=none, .*dsn=5.1.10, status=bounced \(Domain nomail.test does not accept mail \(nullMX\)\)`,
+		`to=<v@broken.test>, relay=none, .*dsn=4.4.3, status=deferred \(Host or domain name not found. Name service error for name=broken.test type=MX: Host not found, try again\)`,
 		`to=<w@nxdomain.test>, relay=none, .*dsn=5.4.4, status=bounced \(Host or domain name not found. Name service error for name=nxdomain.test type=MX: Host not found\)`,
 	} {
 		if !regexp.MustCompile(re).MatchString(log) {
