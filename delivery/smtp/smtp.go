@@ -590,7 +590,12 @@ func (a *Agent) starttls(d *qmgr.Delivery, s *session, srv server, pol tlsPolicy
 			minV = v
 		}
 	}
-	names := a.certNames(d, srv, pol)
+	// Names are checked only where the level asks for it: at may and
+	// encrypt a good chain is "Trusted", never "Verified" (Postfix).
+	var names []string
+	if pol.level == "verify" || pol.level == "secure" {
+		names = a.certNames(d, srv, pol)
+	}
 	cfg := &tls.Config{
 		ServerName:         srv.host,
 		MinVersion:         minV,

@@ -360,3 +360,54 @@ minimal_backoff_time = "1h"
 		t.Errorf("AUTH attempts %q, want one with user:secret", mxs[0].auth)
 	}
 }
+
+// TestSMTPClientTLSVerify: with smtp_tls_CAfile, a server whose
+// certificate matches its MX name is Verified; one whose name does not
+// match is Trusted and refused at level verify; level encrypt refuses a
+// server that does not offer STARTTLS.
+func TestSMTPClientTLSVerify(t *testing.T) {
+	t.Parallel()
+	cert := selfSigned(t, "mx.tls.test")
+	mxs, port := startMXs(t, &cert, "mx.tls.test")
+	plain, plainPort := startMXs(t, nil, "plain.tls.test")
+	d := startDNS(t, map[string]string{"mx.tls.test": "127.0.0.2", "other.tls.test": "127.0.0.2", "plain.tls.test": "127.0.0.2"},
+		map[string][]string{"verified.test": {"10 mx.tls.test"}, "mismatch.test": {"10 other.tls.test"}})
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plainHop := "[plain.tls.test]:" + plainPort
+	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
+alias_maps = []
+mailsrv_dns_servers = [%q]
+smtp_tcp_port = %q
+smtp_tls_CAfile = %q
+smtp_tls_security_level = "verify"
+smtp_tls_policy_maps = ["inline:{ {%s=encrypt} }"]
+transport_maps = ["inline:{ {encrypt.test=smtp:%s} }"]
+minimal_backoff_time = "1h"
+`, d.addr, port, ca, plainHop, plainHop))
+	send(t, addr, "s@example.test", []string{"a@verified.test"}, "Subject: verified\r\n\r\nx\r\n")
+	send(t, addr, "s@example.test", []string{"b@mismatch.test"}, "Subject: mismatch\r\n\r\nx\r\n")
+	send(t, addr, "s@example.test", []string{"c@encrypt.test"}, "Subject: encrypt\r\n\r\nx\r\n")
+	eventuallyLog(t, dir, "three results", func() bool {
+		l := readLog(dir)
+		return strings.Contains(l, "to=<a@verified.test>") && strings.Contains(l, "to=<b@mismatch.test>") && strings.Contains(l, "to=<c@encrypt.test>")
+	})
+	stop()
+	log := readLog(dir)
+	for _, re := range []string{
+		`Verified TLS connection established to mx.tls.test\[127.0.0.2\]:` + port + `: TLSv1.3 with cipher`,
+		`to=<a@verified.test>, relay=mx.tls.test\[127.0.0.2\]:` + port + `, .*status=sent`,
+		`Trusted TLS connection established to other.tls.test\[127.0.0.2\]:` + port,
+		`to=<b@mismatch.test>, .*dsn=4.7.5, status=deferred \(Server certificate not verified: other.tls.test\[127.0.0.2\] \(name mismatch\)\)`,
+		`to=<c@encrypt.test>, relay=none, .*dsn=4.7.4, status=deferred \(TLS is required, but was not offered by host plain.tls.test\[127.0.0.2\]\)`,
+	} {
+		if !regexp.MustCompile(re).MatchString(log) {
+			t.Errorf("mail log lacks %s:\n%s", re, log)
+		}
+	}
+	if len(mxs[0].messages()) != 1 || len(plain[0].messages()) != 0 {
+		t.Errorf("deliveries: %d to the TLS server (want 1), %d to the plain one (want 0)", len(mxs[0].messages()), len(plain[0].messages()))
+	}
+}

@@ -23,6 +23,7 @@ package smtpd
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -191,6 +192,12 @@ func (s *Server) Serve(ctx context.Context, hard context.Context, l net.Listener
 			}
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				// The master closed the socket: a stop or a reload
+				// is under way, and cancels ctx right after.
+				<-ctx.Done()
+				return nil
 			}
 			// A temporary accept error (EMFILE): back off, as Go's
 			// http server does, rather than spin.
