@@ -317,8 +317,12 @@ func TestSMTPClientTLS(t *testing.T) {
 	t.Parallel()
 	cert := selfSigned(t, "mx.tls.test", "smart.tls.test")
 	mxs, port := startMXs(t, &cert, "mx.tls.test")
-	d := startDNS(t, map[string]string{"mx.tls.test": "127.0.0.2", "smart.tls.test": "127.0.0.2"},
+	d := startDNS(t, map[string]string{"mx.tls.test": "127.0.0.2", "smart.tls.test": "127.0.0.2", "badtls.tls.test": "127.0.0.2"},
 		map[string][]string{"may.test": {"10 mx.tls.test"}, "verify.test": {"10 mx.tls.test"}})
+	// A server whose TLS handshake always fails: at level may the client
+	// tries again in plain text.
+	broken := tls.Certificate{}
+	bad, badPort := startMXs(t, &broken, "badtls.tls.test")
 	base := t.TempDir()
 	pw := filepath.Join(base, "sasl")
 	if err := os.WriteFile(pw, []byte(fmt.Sprintf("[smart.tls.test]:%s user:secret\n", port)), 0o600); err != nil {
@@ -332,15 +336,16 @@ smtp_tls_security_level = "may"
 smtp_tls_policy_maps = ["inline:{ verify.test=verify }"]
 smtp_sasl_auth_enable = true
 smtp_sasl_password_maps = ["texthash:%s"]
-transport_maps = ["inline:{ smart.test=smtp:[smart.tls.test]:%s }"]
+transport_maps = ["inline:{ smart.test=smtp:[smart.tls.test]:%s, badtls.test=smtp:[badtls.tls.test]:%s }"]
 minimal_backoff_time = "1h"
-`, d.addr, port, pw, port))
+`, d.addr, port, pw, port, badPort))
 	send(t, addr, "s@example.test", []string{"a@may.test"}, "Subject: may\r\n\r\nx\r\n")
 	send(t, addr, "s@example.test", []string{"b@verify.test"}, "Subject: verify\r\n\r\nx\r\n")
 	send(t, addr, "s@example.test", []string{"c@smart.test"}, "Subject: smart\r\n\r\nx\r\n")
-	eventuallyLog(t, dir, "three results", func() bool {
+	send(t, addr, "s@example.test", []string{"d@badtls.test"}, "Subject: badtls\r\n\r\nx\r\n")
+	eventuallyLog(t, dir, "four results", func() bool {
 		l := readLog(dir)
-		return strings.Contains(l, "to=<a@may.test>") && strings.Contains(l, "to=<b@verify.test>") && strings.Contains(l, "to=<c@smart.test>")
+		return strings.Contains(l, "to=<a@may.test>") && strings.Contains(l, "to=<b@verify.test>") && strings.Contains(l, "to=<c@smart.test>") && strings.Contains(l, "to=<d@badtls.test>")
 	})
 	stop()
 	log := readLog(dir)
@@ -349,10 +354,15 @@ minimal_backoff_time = "1h"
 		`to=<a@may.test>, relay=mx.tls.test\[127.0.0.2\]:` + port + `, .*status=sent`,
 		`to=<b@verify.test>, relay=.*dsn=4.7.5, status=deferred \(Server certificate not verified: mx.tls.test\[127.0.0.2\] \(untrusted issuer\)\)`,
 		`to=<c@smart.test>, relay=smart.tls.test\[127.0.0.2\]:` + port + `, .*status=sent`,
+		`TLS handshake failed with badtls.tls.test\[127.0.0.2\]:` + badPort + `: .*; trying again without TLS`,
+		`to=<d@badtls.test>, relay=badtls.tls.test\[127.0.0.2\]:` + badPort + `, .*status=sent`,
 	} {
 		if !regexp.MustCompile(re).MatchString(log) {
 			t.Errorf("mail log lacks %s:\n%s", re, log)
 		}
+	}
+	if len(bad[0].messages()) != 1 {
+		t.Errorf("the server with broken TLS got %d messages in plain text, want 1", len(bad[0].messages()))
 	}
 	mxs[0].mu.Lock()
 	defer mxs[0].mu.Unlock()
