@@ -104,6 +104,11 @@ type Writer struct {
 // calls Commit or Abort.
 func (q *Queue) Create(queue string, arrival time.Time) (*Writer, error) {
 	dir := filepath.Join(q.Dir, queue)
+	if w, err := q.createLinked(queue, dir); err == nil {
+		return w.start(arrival), nil
+	} else if !errors.Is(err, errNoTmpfile) {
+		return nil, err
+	}
 	tmp := filepath.Join(dir, fmt.Sprintf("tmp.%d.%d.%d", time.Now().UnixMicro(), os.Getpid(), tmpSeq.Add(1)))
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -141,16 +146,67 @@ func (q *Queue) Create(queue string, arrival time.Time) (*Writer, error) {
 		return nil, fmt.Errorf("name queue file: %w", err)
 	}
 	w := &Writer{q: q, f: f, id: id, path: path, mLenOff: -1}
-	w.bw = bufio.NewWriterSize(f, 64<<10)
+	return w.start(arrival), nil
+}
+
+// errNoTmpfile: the file system cannot make unnamed files.
+var errNoTmpfile = errors.New("no O_TMPFILE")
+
+// createLinked makes the file unnamed (O_TMPFILE) and links it into the
+// queue under its ID: one directory operation instead of a create and a
+// rename, which matters when many sessions write into one directory; and
+// an interrupted create leaves nothing behind.
+func (q *Queue) createLinked(queue, dir string) (*Writer, error) {
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
+			return nil, errNoTmpfile
+		}
+		return nil, fmt.Errorf("create queue file: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), dir)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	ino := st.Sys().(*syscall.Stat_t).Ino
+	// linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH; the /proc path
+	// does the same for anyone.
+	proc := fmt.Sprintf("/proc/self/fd/%d", fd)
+	for t := time.Now(); ; t = t.Add(time.Microsecond) {
+		id := NewID(t, ino)
+		path := q.Path(queue, id)
+		if q.hashed[queue] {
+			_ = os.MkdirAll(filepath.Dir(path), 0o700)
+		}
+		err = unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+		if err == nil {
+			return &Writer{q: q, f: f, id: id, path: path, mLenOff: -1}, nil
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			f.Close()
+			if errors.Is(err, unix.ENOENT) {
+				// No /proc: the classic way.
+				return nil, errNoTmpfile
+			}
+			return nil, fmt.Errorf("name queue file: %w", err)
+		}
+	}
+}
+
+// start writes the records every queue file begins with.
+func (w *Writer) start(arrival time.Time) *Writer {
+	w.bw = bufio.NewWriterSize(w.f, 64<<10)
 	w.w = w.bw
-	if q.wrapWriter != nil {
-		w.w = q.wrapWriter(w.bw)
+	if w.q.wrapWriter != nil {
+		w.w = w.q.wrapWriter(w.bw)
 	}
 	w.record(recVersion, formatVersion)
 	w.record(recArrival, fmt.Sprintf("%d %d", arrival.Unix(), arrival.Nanosecond()/1000))
 	w.record(recCreate, strconv.FormatInt(arrival.Unix(), 10))
 	w.record(recWarn, fmt.Sprintf("%020d", 0))
-	return w, nil
+	return w
 }
 
 // ID is the new message's queue ID.
