@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -353,7 +354,7 @@ func (a *Agent) sendContent(d *qmgr.Delivery, s *session) error {
 			}
 			// Up to the end of the line or the length limit.
 			n := len(line)
-			if i := strings.IndexByte(string(line), '\n'); i >= 0 {
+			if i := bytes.IndexByte(line, '\n'); i >= 0 {
 				n = i
 			}
 			if limit > 0 && col+n > limit {
