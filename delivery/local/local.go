@@ -124,7 +124,7 @@ func New(o Options) (*Agent, error) {
 func (a *Agent) Deliver(d *qmgr.Delivery) {
 	for _, r := range d.Recipients {
 		s := &state{a: a, d: d, r: r, seen: map[string]bool{}}
-		s.deliver(strings.ToLower(r.Addr), "", 0, nil)
+		s.deliver(strings.ToLower(r.Addr), "", 0)
 		if len(s.members) == 1 && s.members[0].Addr == "" {
 			m := s.members[0]
 			switch m.State {
@@ -182,9 +182,10 @@ func (s *state) fail(addr string, err result) {
 }
 
 // deliver delivers one local address: the recipient, or a member of an
-// alias or .forward expansion. noAlias skips the alias lookup (a name in
-// its own expansion goes to its mailbox).
-func (s *state) deliver(addr, parent string, depth int, via *privs) {
+// alias or .forward expansion. parent is the name whose expansion this
+// is: a name in its own expansion skips aliases and .forward and goes to
+// its mailbox.
+func (s *state) deliver(addr, parent string, depth int) {
 	a, p := s.a, s.a.p
 	if depth > maxDepth {
 		s.fail(addr, result{DSN: "5.4.6", Text: "mail forwarding loop for " + addr})
@@ -308,7 +309,7 @@ func (s *state) expand(addr, name, value string, depth int, via *privs) {
 			}
 			tl, _ := maps.SplitAddress(target)
 			tn, _, _ := maps.SplitExtension(tl, s.a.p.RecipientDelimiter)
-			s.deliver(target, tn, depth+1, via)
+			s.deliver(target, tn, depth+1)
 		default:
 			target := strings.ToLower(item)
 			if !strings.Contains(target, "@") {
@@ -317,11 +318,11 @@ func (s *state) expand(addr, name, value string, depth int, via *privs) {
 			tl, _ := maps.SplitAddress(target)
 			if s.a.o.IsLocal(target) && (tl == name || strings.HasPrefix(tl, name+s.a.p.RecipientDelimiter) && s.a.p.RecipientDelimiter != "") {
 				// The name itself: its mailbox.
-				s.deliver(target, name, depth+1, via)
+				s.deliver(target, name, depth+1)
 			} else if s.a.o.IsLocal(target) {
 				if !s.seen["addr:"+target] {
 					s.seen["addr:"+target] = true
-					s.deliver(target, "", depth+1, via)
+					s.deliver(target, "", depth+1)
 				}
 			} else {
 				forward = append(forward, item)

@@ -402,7 +402,9 @@ func anyPending(d *qmgr.Delivery) bool {
 func (a *Agent) release(d *qmgr.Delivery, key string, s *session) {
 	p := a.p
 	want := (p.SMTPConnectionCacheOnDemand && d.More) || listed(p.SMTPConnectionCacheDests, d.Nexthop)
-	if !want || s.broken || s.tlsDone && !a.reuseTLS() {
+	// TLS sessions are cached too (Postfix needs smtp_tls_connection_reuse
+	// and tlsproxy for that; here the session lives in this process).
+	if !want || s.broken {
 		s.quit()
 		return
 	}
@@ -416,11 +418,6 @@ func (a *Agent) release(d *qmgr.Delivery, key string, s *session) {
 	}
 	a.cache.put(key, s, p.SMTPConnectionCacheTimeLimit)
 }
-
-// reuseTLS: Postfix reuses TLS sessions only with smtp_tls_connection_reuse
-// (and a tlsproxy); mailsrv keeps TLS sessions in the cache as well, since
-// the session is held in this process.
-func (a *Agent) reuseTLS() bool { return true }
 
 func listed(list []string, nexthop string) bool {
 	for _, l := range list {

@@ -108,6 +108,7 @@ type message struct {
 	deferred bool // a recipient was deferred in this pass
 	bounced  bool // a recipient was bounced in this pass
 	flush    bool // released by postqueue -f/-i/-s: deliver defer_transports too
+	retry    bool // tried before: it may have status logs from then
 }
 
 // New checks the options and returns a manager.
@@ -339,12 +340,15 @@ func (m *Manager) activate(from, id string) bool {
 	// during delivery, the message waits its backoff after the restart
 	// instead of hammering a destination that may be what kills us.
 	_ = m.q.SetTimes(queue.Active, id, now.Add(m.backoff(f.Message, now)))
-	msg := &message{id: id, f: f, active: now, flush: f.Unthrottle}
+	msg := &message{id: id, f: f, active: now, flush: f.Unthrottle, retry: from != queue.Incoming || f.Unthrottle}
 	if f.Unthrottle {
 		_ = m.q.SetMode(queue.Active, id, f.ForcedExpire, false)
 	}
-	// The reasons of the last attempt go; this attempt writes new ones.
-	os.Remove(m.q.Path(queue.DeferLog, id))
+	if msg.retry {
+		// The reasons of the last attempt go; this attempt writes new
+		// ones. (New mail has none: no need to ask on the hot path.)
+		os.Remove(m.q.Path(queue.DeferLog, id))
+	}
 	m.msgs[id] = msg
 	pending := 0
 	for i := range f.Recipients {
@@ -592,8 +596,9 @@ func (m *Manager) finish(msg *message) {
 	now := time.Now()
 	id := msg.id
 
-	// Recipients that bounced: tell the sender, then forget the log.
-	if _, err := os.Stat(m.q.Path(queue.BounceLog, id)); err == nil {
+	// Recipients that bounced (now, or in an attempt whose notice could
+	// not be sent): tell the sender, then forget the log.
+	if msg.bounced || msg.retry && exists(m.q.Path(queue.BounceLog, id)) {
 		if err := m.notify(f, queue.BounceLog, false); err != nil {
 			m.log.Warnf("%s: cannot send the non-delivery notification, will retry: %v", id, err)
 			msg.deferred = true
@@ -696,6 +701,11 @@ func (m *Manager) expired(f *queue.File, now time.Time) bool {
 		life = min(m.p.BounceQueueLifetime, life)
 	}
 	return !now.Before(created(f.Message).Add(life))
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func created(msg *queue.Message) time.Time {
