@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"mailsrv/config"
+	"mailsrv/internal/tlsutil"
 	"mailsrv/maps"
 	"mailsrv/queue/qmgr"
 )
@@ -82,10 +83,10 @@ func New(p *config.Params, isOwn func(netip.Addr) bool) (*Agent, error) {
 	if a.roots, err = loadRoots(p.SMTPTLSCAfile, p.SMTPTLSCApath); err != nil {
 		return nil, err
 	}
-	if a.minTLS, err = minVersion(p.SMTPTLSProtocols); err != nil {
+	if a.minTLS, err = tlsutil.MinVersion(p.SMTPTLSProtocols); err != nil {
 		return nil, fmt.Errorf("smtp_tls_protocols: %v", err)
 	}
-	if a.minMandy, err = minVersion(p.SMTPTLSMandatoryProtocols); err != nil {
+	if a.minMandy, err = tlsutil.MinVersion(p.SMTPTLSMandatoryProtocols); err != nil {
 		return nil, fmt.Errorf("smtp_tls_mandatory_protocols: %v", err)
 	}
 	return a, nil
@@ -122,36 +123,6 @@ func loadRoots(file, dir string) (*x509.CertPool, error) {
 		}
 	}
 	return pool, nil
-}
-
-// minVersion reads a protocol list (">=TLSv1.2", or "!SSLv2, !SSLv3,
-// !TLSv1") as a minimum version.
-func minVersion(list []string) (uint16, error) {
-	versions := map[string]uint16{"tlsv1": tls.VersionTLS10, "tlsv1.1": tls.VersionTLS11, "tlsv1.2": tls.VersionTLS12, "tlsv1.3": tls.VersionTLS13}
-	min := uint16(tls.VersionTLS10)
-	for _, item := range list {
-		for _, w := range strings.FieldsFunc(item, func(r rune) bool { return r == ':' || r == ' ' || r == ',' }) {
-			w = strings.ToLower(w)
-			switch {
-			case strings.HasPrefix(w, ">="):
-				v, ok := versions[w[2:]]
-				if !ok {
-					return 0, fmt.Errorf("unknown protocol %q", w[2:])
-				}
-				min = max(min, v)
-			case strings.HasPrefix(w, "!"):
-				// Excluding the oldest versions raises the minimum.
-				switch w[1:] {
-				case "sslv2", "sslv3":
-				case "tlsv1":
-					min = max(min, tls.VersionTLS11)
-				case "tlsv1.1":
-					min = max(min, tls.VersionTLS12)
-				}
-			}
-		}
-	}
-	return min, nil
 }
 
 // server is one address to try.
@@ -583,7 +554,7 @@ func (a *Agent) starttls(d *qmgr.Delivery, s *session, srv server, pol tlsPolicy
 		minV = a.minMandy
 	}
 	if len(pol.protocols) > 0 {
-		if v, err := minVersion(pol.protocols); err == nil {
+		if v, err := tlsutil.MinVersion(pol.protocols); err == nil {
 			minV = v
 		}
 	}
@@ -620,8 +591,7 @@ func (a *Agent) starttls(d *qmgr.Delivery, s *session, srv server, pol tlsPolicy
 	case trusted:
 		word = "Trusted"
 	}
-	d.Log().Infof("%s TLS connection established to %s: %s with cipher %s (%d/%d bits)",
-		word, relay, tlsVersion(cs.Version), tls.CipherSuiteName(cs.CipherSuite), cipherBits(cs.CipherSuite), cipherBits(cs.CipherSuite))
+	d.Log().Infof("%s TLS connection established to %s: %s", word, relay, tlsutil.Describe(cs))
 	switch pol.level {
 	case "verify", "secure":
 		if !verified {
@@ -707,29 +677,6 @@ func (a *Agent) verify(cs tls.ConnectionState, names []string) (trusted, verifie
 		}
 	}
 	return true, false
-}
-
-func tlsVersion(v uint16) string {
-	switch v {
-	case tls.VersionTLS13:
-		return "TLSv1.3"
-	case tls.VersionTLS12:
-		return "TLSv1.2"
-	case tls.VersionTLS11:
-		return "TLSv1.1"
-	}
-	return "TLSv1"
-}
-
-func cipherBits(id uint16) int {
-	name := tls.CipherSuiteName(id)
-	switch {
-	case strings.Contains(name, "AES_128"):
-		return 128
-	case strings.Contains(name, "AES_256"), strings.Contains(name, "CHACHA20"):
-		return 256
-	}
-	return 0
 }
 
 // sysText is an error's system message ("Connection refused").

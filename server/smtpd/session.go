@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"mailsrv/internal/tlsutil"
 	"mailsrv/queue"
 	"mailsrv/rewrite/cleanup"
 )
@@ -23,6 +25,7 @@ type session struct {
 	conn net.Conn // nil for sendmail -bs
 	br   *bufio.Reader
 	bw   *bufio.Writer
+	tls  *tls.ConnectionState // after STARTTLS or in wrapper mode
 
 	clientAddr  netip.Addr // invalid for sendmail -bs
 	clientPort  string
@@ -175,6 +178,14 @@ func (s *session) run() {
 			s.connReject = r
 		}
 	}
+	if srv.wrapper && !s.stdio {
+		// smtpd_tls_wrappermode (port 465): TLS from the first byte.
+		if err := s.startTLS(); err != nil {
+			srv.log.Warnf("TLS handshake failed from %s: %v", s.namaddr(), err)
+			s.lastCmd = "CONNECT"
+			return
+		}
+	}
 	s.send(Reply{220, "", srv.p.SmtpdBanner})
 	for !s.closing {
 		if s.errors >= srv.p.SmtpdHardErrorLimit {
@@ -315,11 +326,74 @@ func (s *session) logRejectTo(what string, r Reply, rcpt string) {
 }
 
 func (s *session) proto() string {
+	p := "SMTP"
 	if s.esmtp {
-		return "ESMTP"
+		p = "ESMTP"
 	}
-	return "SMTP"
+	if s.tls != nil {
+		p += "S"
+	}
+	return p
 }
+
+// startTLS runs the server side of the TLS handshake on the connection
+// and continues the session over it.
+func (s *session) startTLS() error {
+	tc := tls.Server(s.conn, s.srv.tls)
+	_ = tc.SetDeadline(time.Now().Add(s.srv.p.SmtpdTimeout))
+	if err := tc.HandshakeContext(s.ctx); err != nil {
+		return err
+	}
+	_ = tc.SetDeadline(time.Time{})
+	cs := tc.ConnectionState()
+	s.tls = &cs
+	s.conn = tc
+	rw := &timedConn{Conn: tc, timeout: s.srv.p.SmtpdTimeout}
+	s.br = bufio.NewReaderSize(rw, readBufferSize)
+	s.bw = bufio.NewWriterSize(rw, 4096)
+	s.srv.log.Infof("Anonymous TLS connection established from %s: %s", s.namaddr(), tlsutil.Describe(cs))
+	return nil
+}
+
+// cmdStarttls is STARTTLS (RFC 3207). Whatever the client sent after it
+// before the handshake is thrown away: commands injected in plain text
+// must not run inside the encrypted session.
+func (s *session) cmdStarttls(arg string) Reply {
+	switch {
+	case s.srv.tls == nil || s.stdio:
+		return replyNotImpl
+	case arg != "":
+		return Reply{501, "5.5.4", "Syntax: STARTTLS"}
+	case s.tls != nil:
+		return Reply{554, "5.5.1", "Error: TLS already active"}
+	}
+	s.send(Reply{220, "2.0.0", "Ready to start TLS"})
+	if err := s.bw.Flush(); err != nil {
+		s.lost(err)
+		s.closing = true
+		return Reply{}
+	}
+	if n := s.br.Buffered(); n > 0 {
+		_, _ = s.br.Discard(n)
+	}
+	if err := s.startTLS(); err != nil {
+		s.srv.log.Warnf("TLS handshake failed from %s: %v", s.namaddr(), err)
+		s.srv.log.Infof("lost connection after STARTTLS from %s", s.namaddr())
+		s.closing = true
+		return Reply{}
+	}
+	// The session starts over: the client must say EHLO again.
+	s.abortTxn()
+	s.helo, s.esmtp = "", false
+	return Reply{}
+}
+
+// needTLS is smtpd_tls_security_level = encrypt before STARTTLS.
+func (s *session) needTLS() bool {
+	return s.srv.tlsLevel == "encrypt" && s.tls == nil && !s.stdio
+}
+
+var replyNeedTLS = Reply{530, "5.7.0", "Must issue a STARTTLS command first"}
 
 func (s *session) inMynetworks() (bool, error) {
 	if s.mynets == 0 {
@@ -356,6 +430,12 @@ func (s *session) command(line string) {
 		return
 	}
 	var r Reply
+	switch {
+	case s.needTLS() && (cmd == cmdMail || cmd == cmdRcpt || cmd == cmdData || cmd == cmdBdat || cmd == cmdAuth || cmd == cmdVrfy || cmd == cmdEtrn):
+		s.counts[cmd][1]++
+		s.fail(replyNeedTLS)
+		return
+	}
 	switch cmd {
 	case cmdHelo:
 		r = s.cmdHelo(arg, false)
@@ -382,7 +462,16 @@ func (s *session) command(line string) {
 	case cmdQuit:
 		r = replyBye
 		s.closing = true
-	case cmdStarttls, cmdEtrn:
+	case cmdStarttls:
+		r = s.cmdStarttls(arg)
+		if r.Code == 0 {
+			s.counts[cmd][1]++
+			if s.tls != nil {
+				s.counts[cmd][0]++
+			}
+			return
+		}
+	case cmdEtrn:
 		r = replyNotImpl
 	case cmdAuth:
 		r = Reply{503, "5.5.1", "Error: authentication not enabled"}
@@ -440,6 +529,9 @@ func (s *session) cmdHelo(arg string, ehlo bool) Reply {
 	}
 	p := s.srv.p
 	lines := []string{s.hostname(), "PIPELINING"}
+	if s.srv.tls != nil && s.tls == nil && !s.stdio {
+		lines = append(lines, "STARTTLS")
+	}
 	if p.MessageSizeLimit > 0 {
 		lines = append(lines, "SIZE "+strconv.Itoa(p.MessageSizeLimit))
 	} else {
@@ -703,6 +795,9 @@ func (s *session) received(id string) string {
 		fmt.Fprintf(&b, "from %s", clientInfo)
 	}
 	date := time.Now().Format("Mon, 2 Jan 2006 15:04:05 -0700 (MST)")
+	if s.tls != nil {
+		fmt.Fprintf(&b, "\n\t(using %s)", tlsutil.Describe(*s.tls))
+	}
 	fmt.Fprintf(&b, "\n\tby %s (%s) with %s id %s", s.hostname(), s.srv.p.MailName, s.proto(), id)
 	if len(s.txn.rcpts) == 1 {
 		fmt.Fprintf(&b, "\n\tfor <%s>; %s", printable(s.txn.rcpts[0].Addr), date)

@@ -23,7 +23,9 @@ package smtpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -32,6 +34,7 @@ import (
 	"time"
 
 	"mailsrv/config"
+	"mailsrv/internal/tlsutil"
 	"mailsrv/maillog"
 	"mailsrv/rewrite"
 	"mailsrv/rewrite/cleanup"
@@ -82,6 +85,11 @@ type Server struct {
 	localHeaderInet    bool
 	localHeaderMynet   bool
 	resolver           *net.Resolver
+	// tls is the server's TLS configuration (nil: no TLS); tlsLevel is
+	// smtpd_tls_security_level ("encrypt" requires STARTTLS first).
+	tls      *tls.Config
+	tlsLevel string
+	wrapper  bool
 
 	mu      sync.Mutex
 	clients map[netip.Addr]int // sessions per client address (anvil)
@@ -113,6 +121,9 @@ func New(o Options) (*Server, error) {
 		s.resolver = net.DefaultResolver
 	}
 	var err error
+	if err := s.setupTLS(); err != nil {
+		return nil, err
+	}
 	if s.mynetworks, err = newClientList("mynetworks", p.Mynetworks); err != nil {
 		return nil, err
 	}
@@ -225,6 +236,55 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	sess := s.newSession(ctx, c, c)
 	sess.run()
+}
+
+// setupTLS loads the certificates when TLS is on (smtpd_tls_security_level
+// may or encrypt, or smtpd_tls_wrappermode). They are read when the
+// service starts, so a reload picks up renewed certificates while the
+// sessions of the old instance finish with the old ones.
+func (s *Server) setupTLS() error {
+	p := s.p
+	s.tlsLevel = strings.ToLower(p.SmtpdTLSSecurityLevel)
+	s.wrapper = p.SmtpdTLSWrappermode
+	if (s.tlsLevel == "" || s.tlsLevel == "none") && !s.wrapper {
+		return nil
+	}
+	var certs []tls.Certificate
+	for _, f := range p.SmtpdTLSChainFiles {
+		// One PEM file with the key and its chain.
+		c, err := tls.LoadX509KeyPair(f, f)
+		if err != nil {
+			return fmt.Errorf("smtpd_tls_chain_files %s: %v", f, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 && p.SmtpdTLSCertFile != "" {
+		c, err := tls.LoadX509KeyPair(p.SmtpdTLSCertFile, p.SmtpdTLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("smtpd_tls_cert_file %s / smtpd_tls_key_file %s: %v", p.SmtpdTLSCertFile, p.SmtpdTLSKeyFile, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		if s.tlsLevel == "may" && !s.wrapper {
+			s.log.Warnf("smtpd_tls_security_level = may but no smtpd_tls_cert_file or smtpd_tls_chain_files: TLS is not offered")
+			s.tlsLevel = "none"
+			return nil
+		}
+		return errors.New("smtpd TLS needs a certificate: set smtpd_tls_chain_files or smtpd_tls_cert_file and smtpd_tls_key_file")
+	}
+	protocols := p.SmtpdTLSProtocols
+	if s.tlsLevel == "encrypt" || s.wrapper {
+		protocols = p.SmtpdTLSMandatoryProtocols
+	}
+	minV, err := tlsutil.MinVersion(protocols)
+	if err != nil {
+		return fmt.Errorf("smtpd_tls_protocols: %v", err)
+	}
+	// Go's default cipher suites are the modern safe set; session
+	// tickets (on by default) let repeat senders resume cheaply.
+	s.tls = &tls.Config{Certificates: certs, MinVersion: max(minV, tls.VersionTLS12)}
+	return nil
 }
 
 // ServeStdio runs one session on a pipe (sendmail -bs): the client is the
