@@ -95,3 +95,30 @@ func copyFile(path string) error {
 	}
 	return os.WriteFile(path, b, 0o755)
 }
+
+// TestSaslpasswdCommand: users are added (password from standard input,
+// stored as a bcrypt hash), listed and removed; short passwords refused.
+func TestSaslpasswdCommand(t *testing.T) {
+	t.Parallel()
+	dir, _ := newInstance(t)
+	if _, e, code := mailsrvStdin(t, dir, "correct horse\n", "mailsrv", "-c", "mailsrv.toml", "saslpasswd", "alice"); code != 0 {
+		t.Fatalf("add: %d %s", code, e)
+	}
+	if _, e, code := mailsrvStdin(t, dir, "short\n", "mailsrv", "-c", "mailsrv.toml", "saslpasswd", "bob"); code != 2 || !strings.Contains(e, "at least 8 characters") {
+		t.Errorf("short password: %d %s", code, e)
+	}
+	out, _, _ := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "saslpasswd", "-l")
+	if out != "alice\n" {
+		t.Errorf("list: %q", out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "run/spool/smtpd"))
+	if err != nil || !strings.Contains(string(b), "alice:$2a$") || strings.Contains(string(b), "correct horse") {
+		t.Errorf("password file: %v %q", err, b)
+	}
+	if _, e, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "saslpasswd", "-d", "alice"); code != 0 {
+		t.Errorf("delete: %d %s", code, e)
+	}
+	if out, _, _ := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "saslpasswd", "-l"); out != "" {
+		t.Errorf("list after delete: %q", out)
+	}
+}

@@ -52,7 +52,7 @@ Go binary, administered with the Postfix commands (postfix, postconf, ...).`,
 	newaliases.Use = "newaliases"
 	newaliases.Short = "Rebuild the alias databases (postalias $alias_database)"
 	root.AddCommand(newPostconf(g), newPostfix(g), newPostqueue(g), newPostsuper(g), newPostcat(g),
-		newPostmap(g, false), newPostmap(g, true), newaliases, newSendmail(g))
+		newPostmap(g, false), newPostmap(g, true), newaliases, newSendmail(g), newSaslpasswd(g))
 	return root
 }
 

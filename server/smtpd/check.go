@@ -347,7 +347,9 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 			return permit, nil
 		}
 	case "permit_sasl_authenticated":
-		// No SASL in this build yet: nobody is authenticated.
+		if s.saslUser != "" {
+			return permit, nil
+		}
 	case "permit_inet_interfaces":
 		if c.rw.IsOwnAddress(s.clientAddr) {
 			return permit, nil

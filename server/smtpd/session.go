@@ -27,6 +27,8 @@ type session struct {
 	bw   *bufio.Writer
 	tls  *tls.ConnectionState // after STARTTLS or in wrapper mode
 
+	saslUser, saslMethod string // after AUTH
+
 	clientAddr  netip.Addr // invalid for sendmail -bs
 	clientPort  string
 	clientName  string // "unknown" without a confirmed name
@@ -474,7 +476,7 @@ func (s *session) command(line string) {
 	case cmdEtrn:
 		r = replyNotImpl
 	case cmdAuth:
-		r = Reply{503, "5.5.1", "Error: authentication not enabled"}
+		r = s.cmdAuth(arg)
 	default:
 		r = replyUnknown
 	}
@@ -531,6 +533,9 @@ func (s *session) cmdHelo(arg string, ehlo bool) Reply {
 	lines := []string{s.hostname(), "PIPELINING"}
 	if s.srv.tls != nil && s.tls == nil && !s.stdio {
 		lines = append(lines, "STARTTLS")
+	}
+	if mechs := s.authMechanisms(); len(mechs) > 0 {
+		lines = append(lines, "AUTH "+strings.Join(mechs, " "))
 	}
 	if p.MessageSizeLimit > 0 {
 		lines = append(lines, "SIZE "+strconv.Itoa(p.MessageSizeLimit))
@@ -712,7 +717,11 @@ func (s *session) startMessage() (Message, *Reply) {
 		s.logReject("reject", r)
 		return nil, &r
 	}
-	s.srv.log.Infof("%s: client=%s", m.ID(), s.namaddr())
+	if s.saslUser != "" {
+		s.srv.log.Infof("%s: client=%s, sasl_method=%s, sasl_username=%s", m.ID(), s.namaddr(), s.saslMethod, s.saslUser)
+	} else {
+		s.srv.log.Infof("%s: client=%s", m.ID(), s.namaddr())
+	}
 	return m, nil
 }
 
@@ -739,6 +748,9 @@ func (s *session) envelope() cleanup.Envelope {
 	}
 	if s.clientPort != "" {
 		attrs["client_port"] = s.clientPort
+	}
+	if s.saslUser != "" {
+		attrs["sasl_method"], attrs["sasl_username"] = s.saslMethod, s.saslUser
 	}
 	if t.params.body != "" {
 		attrs["body_type"] = t.params.body

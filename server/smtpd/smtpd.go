@@ -29,6 +29,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -90,6 +91,8 @@ type Server struct {
 	tls      *tls.Config
 	tlsLevel string
 	wrapper  bool
+	// passwd is the SASL password table (nil: AUTH is not offered).
+	passwd *passwdFile
 
 	mu      sync.Mutex
 	clients map[netip.Addr]int // sessions per client address (anvil)
@@ -123,6 +126,12 @@ func New(o Options) (*Server, error) {
 	var err error
 	if err := s.setupTLS(); err != nil {
 		return nil, err
+	}
+	if p.SmtpdSaslAuthEnable {
+		if p.SmtpdSaslType != "mailsrv" {
+			return nil, fmt.Errorf("smtpd_sasl_type = %s is not supported by this version of mailsrv; use mailsrv (a password file kept with mailsrv saslpasswd)", p.SmtpdSaslType)
+		}
+		s.passwd = &passwdFile{path: SaslPasswdPath(p)}
 	}
 	if s.mynetworks, err = newClientList("mynetworks", p.Mynetworks); err != nil {
 		return nil, err
@@ -285,6 +294,15 @@ func (s *Server) setupTLS() error {
 	// tickets (on by default) let repeat senders resume cheaply.
 	s.tls = &tls.Config{Certificates: certs, MinVersion: max(minV, tls.VersionTLS12)}
 	return nil
+}
+
+// SaslPasswdPath is the built-in SASL password file: smtpd_sasl_path,
+// relative to queue_directory like Postfix's SASL socket paths.
+func SaslPasswdPath(p *config.Params) string {
+	if filepath.IsAbs(p.SmtpdSaslPath) {
+		return p.SmtpdSaslPath
+	}
+	return filepath.Join(p.QueueDirectory, p.SmtpdSaslPath)
 }
 
 // ServeStdio runs one session on a pipe (sendmail -bs): the client is the

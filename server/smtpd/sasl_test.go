@@ -1,0 +1,68 @@
+package smtpd
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// TestAuth: AUTH only after STARTTLS (smtpd_tls_auth_only), PLAIN and
+// LOGIN against the built-in password file, Postfix's failure reply and
+// the warning fail2ban matches, relaying allowed by
+// permit_sasl_authenticated and the user name logged.
+func TestAuth(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
+	pw := filepath.Join(dir, "passwd")
+	if err := os.WriteFile(pw, []byte("alice:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, fmt.Sprintf(`
+smtpd_tls_security_level = "may"
+smtpd_tls_chain_files = [%q]
+smtpd_tls_auth_only = true
+smtpd_sasl_auth_enable = true
+smtpd_sasl_path = %q
+smtpd_relay_restrictions = ["permit_mynetworks", "permit_sasl_authenticated", "reject_unauth_destination"]
+`, certFile(t), pw))
+	plain := func(user, pass string) string {
+		return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
+	}
+	c := ts.dialFrom(t, "127.0.0.2")
+	c.cmd("EHLO client.test", "250-mx.our.test*")
+	c.cmd("AUTH PLAIN "+plain("alice", "correct horse"), "530 5.7.0 Must issue a STARTTLS command first")
+	c.cmd("STARTTLS", "220 2.0.0 Ready to start TLS")
+	c.upgrade()
+	if r := c.cmd("EHLO client.test", "250-mx.our.test*"); !contains(r, "250-AUTH PLAIN LOGIN") {
+		t.Errorf("AUTH not offered after STARTTLS:\n%s", r)
+	}
+	c.cmd("MAIL FROM:<alice@client.test>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<x@elsewhere.test>", "554 5.7.1 <x@elsewhere.test>: Relay access denied")
+	c.cmd("RSET", "250 2.0.0 Ok")
+	c.cmd("AUTH PLAIN "+plain("alice", "wrong"), "535 5.7.8 Error: authentication failed: authentication failure")
+	c.cmd("AUTH CRAM-MD5", "504 5.5.4 Unsupported authentication mechanism")
+	// LOGIN, step by step: Username:, Password:.
+	c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
+	c.cmd(base64.StdEncoding.EncodeToString([]byte("alice")), "334 UGFzc3dvcmQ6")
+	c.cmd(base64.StdEncoding.EncodeToString([]byte("correct horse")), "235 2.7.0 Authentication successful")
+	c.cmd("AUTH PLAIN "+plain("alice", "correct horse"), "503 5.5.1 Error: already authenticated")
+	c.cmd("MAIL FROM:<alice@client.test>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<x@elsewhere.test>", "250 2.1.5 Ok")
+	c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+	c.cmd("Subject: relayed\r\n\r\nx\r\n.", "250 2.0.0 Ok: queued as *")
+	c.cmd("QUIT", "221 2.0.0 Bye")
+	ts.waitLog(t, "warning: unknown[127.0.0.2]: SASL PLAIN authentication failed: authentication failure")
+	ts.waitLog(t, ", sasl_method=LOGIN, sasl_username=alice")
+	msgs := ts.messages(t)
+	if len(msgs) != 1 || msgs[0].Attr("sasl_username") != "alice" || msgs[0].Attr("sasl_method") != "LOGIN" {
+		t.Errorf("queued message attributes: %v", msgs)
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
