@@ -14,6 +14,12 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
+// authenticator checks a user name and password: the built-in password
+// file or Dovecot.
+type authenticator interface {
+	check(user, pass string, secured bool, client string) error
+}
+
 // The built-in SASL back end (smtpd_sasl_type = mailsrv): a file of
 // "user:bcrypt-hash" lines that `mailsrv saslpasswd` maintains. It is
 // read again when it changes, so adding a user needs no reload.
@@ -71,7 +77,7 @@ func ReadPasswd(path string) (map[string]string, error) {
 
 // check verifies a password. A missing user costs a bcrypt comparison too,
 // so the time taken does not tell which user names exist.
-func (f *passwdFile) check(user, pass string) error {
+func (f *passwdFile) check(user, pass string, _ bool, _ string) error {
 	users, err := f.load()
 	if err != nil {
 		return fmt.Errorf("password file: %w", err)
@@ -176,7 +182,7 @@ func (s *session) cmdAuth(arg string) Reply {
 		}
 		return Reply{501, "5.5.2", "Cannot decode response"}
 	}
-	if err := srv.passwd.check(user, pass); err != nil {
+	if err := srv.passwd.check(user, pass, s.tls != nil, s.clientAddr.String()); err != nil {
 		reason := "authentication failure"
 		if !errors.Is(err, ErrAuth) {
 			srv.log.Warnf("SASL authentication problem: %v", err)

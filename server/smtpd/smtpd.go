@@ -91,8 +91,8 @@ type Server struct {
 	tls      *tls.Config
 	tlsLevel string
 	wrapper  bool
-	// passwd is the SASL password table (nil: AUTH is not offered).
-	passwd *passwdFile
+	// passwd checks SASL passwords (nil: AUTH is not offered).
+	passwd authenticator
 
 	mu      sync.Mutex
 	clients map[netip.Addr]int // sessions per client address (anvil)
@@ -128,10 +128,12 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	if p.SmtpdSaslAuthEnable {
-		if p.SmtpdSaslType != "mailsrv" {
-			return nil, fmt.Errorf("smtpd_sasl_type = %s is not supported by this version of mailsrv; use mailsrv (a password file kept with mailsrv saslpasswd)", p.SmtpdSaslType)
+		switch p.SmtpdSaslType {
+		case "dovecot":
+			s.passwd = &dovecotAuth{path: dovecotPath(p.QueueDirectory, p.SmtpdSaslPath)}
+		default:
+			s.passwd = &passwdFile{path: SaslPasswdPath(p)}
 		}
-		s.passwd = &passwdFile{path: SaslPasswdPath(p)}
 	}
 	if s.mynetworks, err = newClientList("mynetworks", p.Mynetworks); err != nil {
 		return nil, err
