@@ -64,6 +64,8 @@ var simpleRestrictions = map[string]bool{
 	"reject_non_fqdn_recipient": true, "reject_non_fqdn_helo_hostname": true,
 	"reject_invalid_helo_hostname": true, "reject_unauth_pipelining": true,
 	"check_recipient_maps": true, "permit_inet_interfaces": true,
+	"reject_sender_login_mismatch": true, "reject_authenticated_sender_login_mismatch": true,
+	"reject_unauthenticated_sender_login_mismatch": true,
 }
 
 // checker holds the compiled restriction lists and the tables the checks
@@ -78,6 +80,7 @@ type checker struct {
 	classes                                           map[string][]restriction
 
 	localRcpt, virtualMailbox, relayRcpt, virtualAlias, canonical []*maps.Map
+	senderLogins                                                  []*maps.Map
 }
 
 func newChecker(p *config.Params, rw *rewrite.Rewriter, log *maillog.Logger, mynetworks *clientList) (*checker, error) {
@@ -126,6 +129,7 @@ func newChecker(p *config.Params, rw *rewrite.Rewriter, log *maillog.Logger, myn
 		{"relay_recipient_maps", p.RelayRecipientMaps, &c.relayRcpt},
 		{"virtual_alias_maps", p.VirtualAliasMaps, &c.virtualAlias},
 		{"canonical_maps", append(append([]string(nil), p.RecipientCanonicalMaps...), p.CanonicalMaps...), &c.canonical},
+		{"smtpd_sender_login_maps", p.SmtpdSenderLoginMaps, &c.senderLogins},
 	}
 	for _, t := range tables {
 		m, err := maps.OpenAll(t.in)
@@ -388,6 +392,30 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 	case "reject_unlisted_sender":
 		if rep := c.unlistedSender(st); rep != nil {
 			return rejected, rep
+		}
+	case "reject_sender_login_mismatch", "reject_authenticated_sender_login_mismatch", "reject_unauthenticated_sender_login_mismatch":
+		// smtpd_sender_login_maps: who owns which sender address.
+		snd := s.txn.sender
+		if !s.txn.active || snd == "" {
+			return dunno, nil
+		}
+		m, found, err := maps.LookupAddress(c.senderLogins, strings.ToLower(snd), p.RecipientDelimiter, nil)
+		if err != nil {
+			return rejected, st.tempFail(class, err)
+		}
+		owners := map[string]bool{}
+		if found {
+			for _, o := range strings.FieldsFunc(m.Value, func(r rune) bool { return r == ',' || r == ' ' }) {
+				owners[o] = true
+			}
+		}
+		authOnly := r.name == "reject_authenticated_sender_login_mismatch"
+		unauthOnly := r.name == "reject_unauthenticated_sender_login_mismatch"
+		switch {
+		case s.saslUser != "" && !unauthOnly && !owners[s.saslUser]:
+			return rejected, st.rejectf(classSender, 553, "5.7.1", "not owned by user %s", s.saslUser)
+		case s.saslUser == "" && !authOnly && found:
+			return rejected, st.rejectf(classSender, 553, "5.7.1", "not logged in")
 		}
 	case "reject_non_fqdn_sender":
 		if snd := s.txn.sender; s.txn.active && snd != "" && !fqdnAddress(snd) {

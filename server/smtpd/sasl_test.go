@@ -30,6 +30,9 @@ smtpd_tls_auth_only = true
 smtpd_sasl_auth_enable = true
 smtpd_sasl_path = %q
 smtpd_relay_restrictions = ["permit_mynetworks", "permit_sasl_authenticated", "reject_unauth_destination"]
+smtpd_sender_restrictions = ["reject_sender_login_mismatch"]
+smtpd_sender_login_maps = ["inline:{ alice@client.test=alice, bob@client.test=bob }"]
+smtpd_delay_reject = false
 `, certFile(t), pw))
 	plain := func(user, pass string) string {
 		return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))
@@ -42,7 +45,9 @@ smtpd_relay_restrictions = ["permit_mynetworks", "permit_sasl_authenticated", "r
 	if r := c.cmd("EHLO client.test", "250-mx.our.test*"); !contains(r, "250-AUTH PLAIN LOGIN") {
 		t.Errorf("AUTH not offered after STARTTLS:\n%s", r)
 	}
-	c.cmd("MAIL FROM:<alice@client.test>", "250 2.1.0 Ok")
+	// Before AUTH: alice's address needs a login.
+	c.cmd("MAIL FROM:<alice@client.test>", "553 5.7.1 <alice@client.test>: Sender address rejected: not logged in")
+	c.cmd("MAIL FROM:<carol@client.test>", "250 2.1.0 Ok")
 	c.cmd("RCPT TO:<x@elsewhere.test>", "554 5.7.1 <x@elsewhere.test>: Relay access denied")
 	c.cmd("RSET", "250 2.0.0 Ok")
 	c.cmd("AUTH PLAIN "+plain("alice", "wrong"), "535 5.7.8 Error: authentication failed: authentication failure")
@@ -52,6 +57,8 @@ smtpd_relay_restrictions = ["permit_mynetworks", "permit_sasl_authenticated", "r
 	c.cmd(base64.StdEncoding.EncodeToString([]byte("alice")), "334 UGFzc3dvcmQ6")
 	c.cmd(base64.StdEncoding.EncodeToString([]byte("correct horse")), "235 2.7.0 Authentication successful")
 	c.cmd("AUTH PLAIN "+plain("alice", "correct horse"), "503 5.5.1 Error: already authenticated")
+	// Sending as someone else is refused; alice may send as herself.
+	c.cmd("MAIL FROM:<bob@client.test>", "553 5.7.1 <bob@client.test>: Sender address rejected: not owned by user alice")
 	c.cmd("MAIL FROM:<alice@client.test>", "250 2.1.0 Ok")
 	c.cmd("RCPT TO:<x@elsewhere.test>", "250 2.1.5 Ok")
 	c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
