@@ -184,6 +184,7 @@ type Params struct {
 	SmtpdClientMessageRateLimit      int           `pf:"smtpd_client_message_rate_limit" def:"0" doc:"messages per client per anvil_rate_time_unit (0 = no limit)"`
 	SmtpdClientRecipientRateLimit    int           `pf:"smtpd_client_recipient_rate_limit" def:"0" doc:"recipients per client per anvil_rate_time_unit (0 = no limit)"`
 	SmtpdClientEventLimitExceptions  []string      `pf:"smtpd_client_event_limit_exceptions" def:"$mynetworks" doc:"clients exempt from the per-client limits"`
+	SmtpdClientAuthRateLimit         int           `pf:"smtpd_client_auth_rate_limit" def:"0" doc:"AUTH commands per client per anvil_rate_time_unit (0 = no limit)"`
 	AnvilRateTimeUnit                time.Duration `pf:"anvil_rate_time_unit" unit:"s" def:"60s" doc:"time window of the per-client rate limits"`
 	SmtpdForbidBareNewline           string        `pf:"smtpd_forbid_bare_newline" def:"normalize" enum:"normalize|note|reject|no|yes" doc:"SMTP smuggling defence for lines ending in a bare LF"`
 	SmtpdForbidBareNewlineExclusions []string      `pf:"smtpd_forbid_bare_newline_exclusions" def:"$mynetworks" doc:"clients exempt from smtpd_forbid_bare_newline"`

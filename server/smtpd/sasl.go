@@ -139,6 +139,14 @@ func (s *session) cmdAuth(arg string) Reply {
 	case s.txn.active:
 		return Reply{503, "5.5.1", "Error: MAIL transaction in progress"}
 	}
+	if limit := srv.p.SmtpdClientAuthRateLimit; limit > 0 && !s.stdio {
+		if exempt, _ := srv.limitExceptions.match(s.clientAddr, s.clientName); !exempt {
+			if n := srv.authEvent(s.clientAddr); n > limit {
+				srv.log.Warnf("AUTH command rate limit exceeded: %d from %s for service %s", n, s.namaddr(), srv.name)
+				return reply(450, "4.7.1", "Error: too many AUTH commands from %s", s.clientAddr)
+			}
+		}
+	}
 	mech, initial, _ := strings.Cut(arg, " ")
 	mech = strings.ToUpper(mech)
 	var user, pass string
@@ -190,6 +198,13 @@ func (s *session) cmdAuth(arg string) Reply {
 		}
 		// The line fail2ban's postfix-sasl filter looks for.
 		srv.log.Warnf("%s: SASL %s authentication failed: %s", s.namaddr(), mech, reason)
+		// Every failure costs the guesser smtpd_error_sleep_time.
+		if d := srv.p.SmtpdErrorSleepTime; d > 0 {
+			select {
+			case <-time.After(d):
+			case <-s.ctx.Done():
+			}
+		}
 		return Reply{535, "5.7.8", "Error: authentication failed: " + reason}
 	}
 	s.saslUser, s.saslMethod = user, mech

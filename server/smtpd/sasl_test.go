@@ -73,3 +73,28 @@ smtpd_delay_reject = false
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// TestAuthRateLimit: past smtpd_client_auth_rate_limit a client's AUTH
+// commands get 450 4.7.1 and a warning, whatever the password.
+func TestAuthRateLimit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("correct horse"), bcrypt.MinCost)
+	pw := filepath.Join(dir, "passwd")
+	if err := os.WriteFile(pw, []byte("alice:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, fmt.Sprintf(`
+smtpd_sasl_auth_enable = true
+smtpd_sasl_path = %q
+smtpd_sasl_security_options = ["noanonymous"]
+smtpd_client_auth_rate_limit = 2
+`, pw))
+	bad := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00wrong"))
+	c := ts.dialFrom(t, "127.0.0.2")
+	c.cmd("EHLO client.test", "250-mx.our.test*")
+	c.cmd("AUTH PLAIN "+bad, "535 5.7.8 Error: authentication failed: authentication failure")
+	c.cmd("AUTH PLAIN "+bad, "535 5.7.8 Error: authentication failed: authentication failure")
+	c.cmd("AUTH PLAIN "+bad, "450 4.7.1 Error: too many AUTH commands from 127.0.0.2")
+	ts.waitLog(t, "warning: AUTH command rate limit exceeded: 3 from unknown[127.0.0.2] for service smtp")
+}

@@ -96,6 +96,43 @@ type Server struct {
 
 	mu      sync.Mutex
 	clients map[netip.Addr]int // sessions per client address (anvil)
+	rates   map[netip.Addr]*rateWindow
+}
+
+// rateWindow counts one client's events in the current anvil_rate_time_unit.
+type rateWindow struct {
+	start time.Time
+	auth  int
+}
+
+// authEvent counts an AUTH command of a client and returns how many it
+// sent in the current window (anvil's rate counter).
+func (s *Server) authEvent(a netip.Addr) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rates == nil {
+		s.rates = map[netip.Addr]*rateWindow{}
+	}
+	now := time.Now()
+	unit := s.p.AnvilRateTimeUnit
+	if unit <= 0 {
+		unit = time.Minute
+	}
+	w := s.rates[a]
+	if w == nil || now.Sub(w.start) >= unit {
+		if len(s.rates) > 10000 {
+			// Bounded: forget windows that are over.
+			for k, v := range s.rates {
+				if now.Sub(v.start) >= unit {
+					delete(s.rates, k)
+				}
+			}
+		}
+		w = &rateWindow{start: now}
+		s.rates[a] = w
+	}
+	w.auth++
+	return w.auth
 }
 
 // Options build a Server.
