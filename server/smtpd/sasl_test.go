@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -97,4 +98,20 @@ smtpd_client_auth_rate_limit = 2
 	c.cmd("AUTH PLAIN "+bad, "535 5.7.8 Error: authentication failed: authentication failure")
 	c.cmd("AUTH PLAIN "+bad, "450 4.7.1 Error: too many AUTH commands from 127.0.0.2")
 	ts.waitLog(t, "warning: AUTH command rate limit exceeded: 3 from unknown[127.0.0.2] for service smtp")
+
+	// fail2ban's stock postfix filter (mode auth) catches the failures,
+	// told the program name (or with syslog_name = postfix).
+	bin, err := exec.LookPath("fail2ban-regex")
+	if err != nil {
+		t.Log("fail2ban-regex is not installed (apt-get install fail2ban); the filter check is skipped")
+		return
+	}
+	logFile := filepath.Join(dir, "maillog")
+	if err := os.WriteFile(logFile, []byte(ts.logs.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, logFile, `postfix[mode=auth, _daemon="mailsrv(-\w+)?/\w+(?:/smtp[ds])?"]`).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), " 2 matched,") {
+		t.Errorf("fail2ban-regex: %v\n%s", err, out)
+	}
 }
