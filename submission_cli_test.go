@@ -100,6 +100,18 @@ func TestSubmissionWithSwaks(t *testing.T) {
 	if out := run("--server", sub, "-tls", "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "correct horse alice", "--from", "bob@example.test", "--to", "friend@remote.example"); !strings.Contains(out, "553 5.7.1 <bob@example.test>: Sender address rejected: not owned by user alice") {
 		t.Errorf("sending as bob:\n%s", out)
 	}
+	// Postfix's posttls-finger sees the chain and the protocol.
+	if finger, err := exec.LookPath("posttls-finger"); err == nil {
+		mc := t.TempDir()
+		os.WriteFile(filepath.Join(mc, "main.cf"), nil, 0o644)
+		fc := exec.Command(finger, "-c", "-C", "-l", "may", "["+strings.Split(sub, ":")[0]+"]:"+strings.Split(sub, ":")[1])
+		fc.Env = append(os.Environ(), "MAIL_CONFIG="+mc)
+		out, _ := fc.CombinedOutput()
+		if !strings.Contains(string(out), "TLS connection established to 127.0.0.1[127.0.0.1]:"+strings.Split(sub, ":")[1]+": TLSv1.3 with cipher") ||
+			!strings.Contains(string(out), "-----BEGIN CERTIFICATE-----") || !strings.Contains(string(out), "mail.example.test") {
+			t.Errorf("posttls-finger:\n%s", out)
+		}
+	}
 	// AUTH before STARTTLS: swaks will not even try (no AUTH offered), so
 	// by hand.
 	c, err := net.Dial("tcp", sub)
