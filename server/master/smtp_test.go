@@ -1,6 +1,7 @@
 package master
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -419,5 +420,76 @@ minimal_backoff_time = "1h"
 	}
 	if len(mxs[0].messages()) != 1 || len(plain[0].messages()) != 0 {
 		t.Errorf("deliveries: %d to the TLS server (want 1), %d to the plain one (want 0)", len(mxs[0].messages()), len(plain[0].messages()))
+	}
+}
+
+// TestReloadRenewsCertificate: a reload makes new sessions use a renewed
+// certificate while a session already in TLS goes on with the old one.
+func TestReloadRenewsCertificate(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	chain := filepath.Join(base, "chain.pem")
+	write := func(cert tls.Certificate) {
+		t.Helper()
+		tmp := chain + ".new"
+		if err := writeKey(tmp, cert); err != nil {
+			t.Fatal(err)
+		}
+		f, _ := os.OpenFile(tmp, os.O_APPEND|os.O_WRONLY, 0)
+		f.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
+		f.Close()
+		if err := os.Rename(tmp, chain); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, renewed := selfSigned(t, "mx.example.test"), selfSigned(t, "mx.example.test")
+	write(old)
+	dir, addr, _ := deliveryDaemon(t, fmt.Sprintf("alias_maps = []\nsmtpd_tls_security_level = \"may\"\nsmtpd_tls_chain_files = [%q]\n", chain))
+	starttls := func() (*tls.Conn, *bufio.Reader) {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		read := func() string {
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil || len(l) < 4 || l[3] != '-' {
+					return l
+				}
+			}
+		}
+		read()
+		fmt.Fprintf(c, "EHLO client.test\r\n")
+		read()
+		fmt.Fprintf(c, "STARTTLS\r\n")
+		if r := read(); !strings.HasPrefix(r, "220") {
+			t.Fatalf("STARTTLS: %q", r)
+		}
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		return tc, bufio.NewReader(tc)
+	}
+	first, fr := starttls()
+	defer first.Close()
+	if string(first.ConnectionState().PeerCertificates[0].Raw) != string(old.Certificate[0]) {
+		t.Fatal("first session did not get the first certificate")
+	}
+	write(renewed)
+	if _, err := Call(filepath.Join(dir, "spool"), Request{Cmd: "reload"}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := starttls()
+	defer second.Close()
+	if string(second.ConnectionState().PeerCertificates[0].Raw) != string(renewed.Certificate[0]) {
+		t.Error("a session after the reload did not get the renewed certificate")
+	}
+	// The old session still works.
+	fmt.Fprintf(first, "NOOP\r\n")
+	if l, err := fr.ReadString('\n'); err != nil || !strings.HasPrefix(l, "250") {
+		t.Errorf("old session after reload: %q %v", l, err)
 	}
 }

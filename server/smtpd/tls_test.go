@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -137,5 +138,47 @@ func TestTLSEncryptAndWrapper(t *testing.T) {
 
 	if _, err := buildServer(t, "smtpd_tls_security_level = \"encrypt\"\n"); err == nil || !strings.Contains(err.Error(), "needs a certificate") {
 		t.Errorf("encrypt without a certificate: %v", err)
+	}
+}
+
+// TestTLSChainFiles: an RSA and an ECDSA certificate side by side
+// (smtpd_tls_chain_files); each client gets the one it can use.
+func TestTLSChainFiles(t *testing.T) {
+	t.Parallel()
+	ecdsaChain := certFile(t)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "mx.our.test"}, DNSNames: []string{"mx.our.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &rsaKey.PublicKey, rsaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaChain := filepath.Join(t.TempDir(), "rsa.pem")
+	data := append(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	if err := os.WriteFile(rsaChain, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, fmt.Sprintf("smtpd_tls_security_level = \"may\"\nsmtpd_tls_chain_files = [%q, %q]\n", ecdsaChain, rsaChain))
+	for _, c := range []struct {
+		suite uint16
+		want  string
+	}{
+		{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, "*rsa.PublicKey"},
+		{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, "*ecdsa.PublicKey"},
+	} {
+		cl := ts.dialFrom(t, "127.0.0.1")
+		cl.cmd("EHLO client.test", "250-mx.our.test*")
+		cl.cmd("STARTTLS", "220 2.0.0 Ready to start TLS")
+		tc := tls.Client(cl.c, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{c.suite}})
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("%s: %v", tls.CipherSuiteName(c.suite), err)
+		}
+		if got := fmt.Sprintf("%T", tc.ConnectionState().PeerCertificates[0].PublicKey); got != c.want {
+			t.Errorf("%s: server certificate key %s, want %s", tls.CipherSuiteName(c.suite), got, c.want)
+		}
+		tc.Close()
 	}
 }
