@@ -22,6 +22,7 @@ var defaultExceptions = map[string]string{
 	"smtpd_forbid_unauth_pipelining": "Postfix 3.9 default (yes)",
 	"mailsrv_stop_timeout":           "a mailsrv parameter",
 	"mailsrv_dns_servers":            "a mailsrv parameter (tests and split DNS)",
+	"smtpd_tls_auth_only":            "passwords are never offered over plain text unless the operator says so",
 	"smtp_sasl_tls_security_options": "Postfix inherits noplaintext, so PLAIN/LOGIN to a smarthost never works without extra settings; mailsrv allows them over TLS (never without)",
 	"virtual_maps":                   "legacy name that Postfix still reads through virtual_alias_maps = $virtual_maps",
 }

@@ -208,7 +208,7 @@ type Params struct {
 	SmtpdTLSKeyFile            string   `pf:"smtpd_tls_key_file" kind:"path" def:"$smtpd_tls_cert_file" doc:"PEM private key of smtpd_tls_cert_file"`
 	SmtpdTLSChainFiles         []string `pf:"smtpd_tls_chain_files" def:"" doc:"PEM files each holding a key and its certificate chain (RSA and ECDSA)"`
 	SmtpdTLSWrappermode        bool     `pf:"smtpd_tls_wrappermode" def:"no" doc:"implicit TLS (port 465)"`
-	SmtpdTLSAuthOnly           bool     `pf:"smtpd_tls_auth_only" def:"no" doc:"offer AUTH only over TLS"`
+	SmtpdTLSAuthOnly           bool     `pf:"smtpd_tls_auth_only" def:"yes" doc:"offer AUTH only over TLS (mailsrv default: yes)"`
 	SmtpdTLSProtocols          []string `pf:"smtpd_tls_protocols" def:">=TLSv1" doc:"TLS versions offered with opportunistic TLS"`
 	SmtpdTLSMandatoryProtocols []string `pf:"smtpd_tls_mandatory_protocols" def:">=TLSv1" doc:"TLS versions allowed when TLS is required"`
 	SmtpdTLSCiphers            string   `pf:"smtpd_tls_ciphers" def:"medium" enum:"export|low|medium|high|null" doc:"cipher grade with opportunistic TLS"`

@@ -84,6 +84,7 @@ smtpd_sasl_auth_enable = true
 smtpd_sasl_type = "dovecot"
 smtpd_sasl_path = %q
 smtpd_sasl_security_options = ["noanonymous"]
+smtpd_tls_auth_only = false
 `, sock))
 	plain := func(user, pass string) string {
 		return base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + pass))

@@ -89,6 +89,7 @@ func TestAuthRateLimit(t *testing.T) {
 smtpd_sasl_auth_enable = true
 smtpd_sasl_path = %q
 smtpd_sasl_security_options = ["noanonymous"]
+smtpd_tls_auth_only = false
 smtpd_client_auth_rate_limit = 2
 `, pw))
 	bad := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00wrong"))
