@@ -10,10 +10,8 @@
 package lmtp
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/textproto"
 	"strconv"
@@ -21,7 +19,7 @@ import (
 	"time"
 
 	"mailsrv/config"
-	"mailsrv/queue"
+	"mailsrv/delivery/smtp"
 	"mailsrv/queue/qmgr"
 )
 
@@ -119,13 +117,13 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 	dialer := net.Dialer{Timeout: connectTimeout}
 	conn, err := dialer.DialContext(d.Ctx, network, address)
 	if err != nil {
-		site(fmt.Sprintf("connect to %s: %s", address, sysText(err)))
+		site(fmt.Sprintf("connect to %s: %s", address, smtp.SysText(err)))
 		return
 	}
 	defer conn.Close()
 	s := &session{conn: conn, tp: textproto.NewConn(conn), relay: relay}
 	lost := func(while string, err error) {
-		site(fmt.Sprintf("lost connection with %s while %s: %s", relay, while, sysText(err)))
+		site(fmt.Sprintf("lost connection with %s while %s: %s", relay, while, smtp.SysText(err)))
 	}
 	said := func(r reply, in string) string {
 		return fmt.Sprintf("host %s said: %s (in reply to %s)", relay, r, in)
@@ -183,7 +181,7 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 		rcpt := fmt.Sprintf("RCPT TO:<%s>", r.Addr)
 		if dsnExt {
 			if r.Notify != 0 {
-				rcpt += " NOTIFY=" + notify(r.Notify)
+				rcpt += " NOTIFY=" + smtp.NotifyParam(r.Notify)
 			}
 			if r.ORCPT != "" {
 				rcpt += " ORCPT=" + r.ORCPT
@@ -249,7 +247,7 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 		s.quit()
 		return
 	}
-	if err := s.data(d.Content(), p.LMTPDataXferTimeout); err != nil {
+	if err := smtp.WriteContent(s.conn, d.Content(), p.LMTPDataXferTimeout, 0); err != nil {
 		lost("sending message body", err)
 		return
 	}
@@ -271,50 +269,6 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 	s.quit()
 }
 
-// data sends the content with CRLF line ends and dot stuffing.
-func (s *session) data(content io.Reader, timeout time.Duration) error {
-	w := bufio.NewWriterSize(deadlineWriter{s.conn, timeout}, 64<<10)
-	br := bufio.NewReaderSize(content, 64<<10)
-	start := true
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			if start && line[0] == '.' {
-				w.WriteByte('.')
-			}
-			nl := line[len(line)-1] == '\n'
-			if nl {
-				w.Write(line[:len(line)-1])
-				w.WriteString("\r\n")
-			} else {
-				w.Write(line)
-			}
-			start = nl
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil && err != bufio.ErrBufferFull {
-			return err
-		}
-	}
-	if !start {
-		w.WriteString("\r\n")
-	}
-	w.WriteString(".\r\n")
-	return w.Flush()
-}
-
-type deadlineWriter struct {
-	c       net.Conn
-	timeout time.Duration
-}
-
-func (d deadlineWriter) Write(p []byte) (int, error) {
-	_ = d.c.SetWriteDeadline(time.Now().Add(d.timeout))
-	return d.c.Write(p)
-}
-
 func (s *session) quit() {
 	if s.cmd(5*time.Second, "QUIT") == nil {
 		_, _ = s.read(5 * time.Second)
@@ -328,37 +282,4 @@ func hasExt(lhlo, name string) bool {
 		}
 	}
 	return false
-}
-
-func notify(bits int) string {
-	if bits&queue.NotifyNever != 0 {
-		return "NEVER"
-	}
-	var out []string
-	for _, n := range []struct {
-		bit  int
-		name string
-	}{{queue.NotifySuccess, "SUCCESS"}, {queue.NotifyFailure, "FAILURE"}, {queue.NotifyDelay, "DELAY"}} {
-		if bits&n.bit != 0 {
-			out = append(out, n.name)
-		}
-	}
-	return strings.Join(out, ",")
-}
-
-// sysText is an error's system message ("Connection refused").
-func sysText(err error) string {
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Err != nil {
-		err = oe.Err
-	}
-	var se interface{ Unwrap() error }
-	if errors.As(err, &se) && se.Unwrap() != nil {
-		err = se.Unwrap()
-	}
-	msg := err.Error()
-	if msg != "" {
-		msg = strings.ToUpper(msg[:1]) + msg[1:]
-	}
-	return msg
 }

@@ -217,7 +217,7 @@ func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
 		c := fmt.Sprintf("RCPT TO:<%s>", r.Addr)
 		if dsnOK {
 			if r.Notify != 0 {
-				c += " NOTIFY=" + notify(r.Notify)
+				c += " NOTIFY=" + NotifyParam(r.Notify)
 			}
 			if r.ORCPT != "" {
 				c += " ORCPT=" + r.ORCPT
@@ -332,13 +332,18 @@ func (a *Agent) reset(s *session) bool {
 	return err == nil && r.code/100 == 2
 }
 
-// sendContent sends the message with CRLF line ends, dot stuffing, and
-// lines longer than smtp_line_length_limit folded (CRLF SPACE).
+// sendContent sends the message (after DATA's 354).
 func (a *Agent) sendContent(d *qmgr.Delivery, s *session) error {
-	p := a.p
-	w := bufio.NewWriterSize(deadlineWriter{s.conn, p.SMTPDataXferTimeout}, 64<<10)
-	br := bufio.NewReaderSize(d.Content(), 64<<10)
-	limit := p.SMTPLineLengthLimit
+	return WriteContent(s.conn, d.Content(), a.p.SMTPDataXferTimeout, a.p.SMTPLineLengthLimit)
+}
+
+// WriteContent sends message content on an SMTP or LMTP connection: CRLF
+// line ends, dot stuffing, lines longer than lineLimit (0 = no limit)
+// folded with CRLF SPACE, the final dot; every write within timeout.
+func WriteContent(c net.Conn, content io.Reader, timeout time.Duration, lineLimit int) error {
+	w := bufio.NewWriterSize(deadlineWriter{c, timeout}, 64<<10)
+	br := bufio.NewReaderSize(content, 64<<10)
+	limit := lineLimit
 	col := 0
 	for {
 		line, err := br.ReadSlice('\n')
@@ -393,7 +398,8 @@ func (d deadlineWriter) Write(b []byte) (int, error) {
 	return d.c.Write(b)
 }
 
-func notify(bits int) string {
+// NotifyParam is the RCPT NOTIFY= value of DSN NOTIFY bits.
+func NotifyParam(bits int) string {
 	if bits&queue.NotifyNever != 0 {
 		return "NEVER"
 	}

@@ -475,7 +475,7 @@ func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*ses
 		}
 		nc, err := dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(srv.addr, uint16(srv.port)).String())
 		if err != nil {
-			return fail("4.4.1", fmt.Sprintf("connect to %s: %s", relay, sysText(err)))
+			return fail("4.4.1", fmt.Sprintf("connect to %s: %s", relay, SysText(err)))
 		}
 		s := newSession(nc, srv, p)
 		r, err := s.reply(p.SMTPHeloTimeout)
@@ -679,8 +679,9 @@ func (a *Agent) verify(cs tls.ConnectionState, names []string) (trusted, verifie
 	return true, false
 }
 
-// sysText is an error's system message ("Connection refused").
-func sysText(err error) string {
+// SysText is an error's system message ("Connection refused"), as Postfix
+// writes it in its reasons.
+func SysText(err error) string {
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Err != nil {
 		err = oe.Err
