@@ -195,9 +195,23 @@ func (q *Queue) createLinked(queue, dir string) (*Writer, error) {
 	}
 }
 
+// writers recycles the 64 KiB write buffers: one per message would be
+// the largest allocation on the receiving path.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+// release returns the write buffer to the pool.
+func (w *Writer) release() {
+	if w.bw != nil {
+		w.bw.Reset(nil)
+		writers.Put(w.bw)
+		w.bw, w.w = nil, nil
+	}
+}
+
 // start writes the records every queue file begins with.
 func (w *Writer) start(arrival time.Time) *Writer {
-	w.bw = bufio.NewWriterSize(w.f, 64<<10)
+	w.bw = writers.Get().(*bufio.Writer)
+	w.bw.Reset(w.f)
 	w.w = w.bw
 	if w.q.wrapWriter != nil {
 		w.w = w.q.wrapWriter(w.bw)
@@ -344,6 +358,7 @@ func (w *Writer) Commit() error {
 	if w.err == nil {
 		w.err = w.q.sync(w.f)
 	}
+	w.release()
 	if cerr := w.f.Close(); w.err == nil {
 		w.err = cerr
 	}
@@ -381,6 +396,7 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.done = true
+	w.release()
 	w.f.Close()
 	os.Remove(w.path)
 }

@@ -337,12 +337,27 @@ func (a *Agent) sendContent(d *qmgr.Delivery, s *session) error {
 	return WriteContent(s.conn, d.Content(), a.p.SMTPDataXferTimeout, a.p.SMTPLineLengthLimit)
 }
 
+// The 64 KiB buffers of WriteContent are recycled: two per delivery
+// would be the largest allocation on the sending path.
+var (
+	contentWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+	contentReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+)
+
 // WriteContent sends message content on an SMTP or LMTP connection: CRLF
 // line ends, dot stuffing, lines longer than lineLimit (0 = no limit)
 // folded with CRLF SPACE, the final dot; every write within timeout.
 func WriteContent(c net.Conn, content io.Reader, timeout time.Duration, lineLimit int) error {
-	w := bufio.NewWriterSize(deadlineWriter{c, timeout}, 64<<10)
-	br := bufio.NewReaderSize(content, 64<<10)
+	w := contentWriters.Get().(*bufio.Writer)
+	w.Reset(deadlineWriter{c, timeout})
+	br := contentReaders.Get().(*bufio.Reader)
+	br.Reset(content)
+	defer func() {
+		w.Reset(nil)
+		br.Reset(nil)
+		contentWriters.Put(w)
+		contentReaders.Put(br)
+	}()
 	limit := lineLimit
 	col := 0
 	for {

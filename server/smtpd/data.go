@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"sync"
 )
 
 // bareLFPolicy is smtpd_forbid_bare_newline as it applies to one client.
@@ -50,10 +51,26 @@ func (c *content) emit(p []byte) {
 	if c.tooBig || c.w == nil {
 		return
 	}
+	if c.out == nil {
+		c.out = (*outBufs.Get().(*[]byte))[:0]
+	}
 	c.out = append(c.out, p...)
 	if len(c.out) >= flushAt {
 		c.flush()
 	}
+}
+
+// outBufs recycles the content buffers (flushAt plus a line), so a
+// message costs no buffer growth.
+var outBufs = sync.Pool{New: func() any { b := make([]byte, 0, flushAt+4096); return &b }}
+
+// release returns the buffer; the content is done.
+func (c *content) release() {
+	if c.out != nil && cap(c.out) >= flushAt {
+		b := c.out[:0]
+		outBufs.Put(&b)
+	}
+	c.out = nil
 }
 
 func (c *content) flush() {

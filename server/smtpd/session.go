@@ -843,6 +843,7 @@ func (s *session) cmdData(arg string) Reply {
 		return Reply{}
 	}
 	body := &content{w: m, limit: int64(s.srv.p.MessageSizeLimit)}
+	defer body.release()
 	if err := body.readData(s.br, s.policy); err != nil {
 		m.Abort()
 		s.lastCmd = fmt.Sprintf("DATA (%d bytes)", body.size)
