@@ -613,7 +613,13 @@ func (m *Manager) finish(msg *message) {
 		}
 	}
 	if !msg.deferred && !undone {
-		if err := m.q.Remove(queue.Active, id); err != nil {
+		remove := m.q.Remove
+		if !msg.retry && !msg.bounced {
+			// New mail delivered at the first attempt has no status
+			// logs: one unlink, not four.
+			remove = m.q.RemoveFile
+		}
+		if err := remove(queue.Active, id); err != nil {
 			m.log.Warnf("%s: remove: %v", id, err)
 			return
 		}
