@@ -79,6 +79,9 @@ type Options struct {
 	// Wake receives a value when incoming may hold new mail (cleanup,
 	// postqueue -f, postsuper).
 	Wake <-chan struct{}
+	// Requeued is called when a stopping instance has put messages back
+	// in incoming, so that its successor (after a reload) looks at once.
+	Requeued func()
 	// Hard ends when work in progress must be abandoned (stop deadline).
 	Hard context.Context
 }
@@ -194,6 +197,7 @@ func (m *Manager) stop() {
 			return
 		}
 	}
+	requeued := false
 	for id, msg := range m.msgs {
 		// Entries not yet handed out: nothing was attempted for them.
 		for _, t := range m.transports {
@@ -208,6 +212,10 @@ func (m *Manager) stop() {
 		}
 		msg.f.Close()
 		delete(m.msgs, id)
+		requeued = true
+	}
+	if requeued && m.o.Requeued != nil {
+		m.o.Requeued()
 	}
 }
 

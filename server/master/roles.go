@@ -126,6 +126,7 @@ func newQmgr(env *Env) (Service, error) {
 		Transports: env.Transports,
 		Notify:     notices,
 		Wake:       env.Wakeup,
+		Requeued:   env.NewMail,
 		Hard:       env.Hard,
 	})
 	if err != nil {
