@@ -526,7 +526,11 @@ func (s *state) mailbox(addr string, u *User, ext, local, domain string) {
 		// The spool directory is usually group mail, mode 2775: the
 		// child gets that group to create the mailbox and its dotlock.
 		if st, err := os.Stat(p.MailSpoolDirectory); err == nil {
-			groups = append(groups, int(st.Sys().(*syscall.Stat_t).Gid))
+			// Never the root group: that would be a privilege, not a
+			// mail spool's group.
+			if gid := int(st.Sys().(*syscall.Stat_t).Gid); gid != 0 {
+				groups = append(groups, gid)
+			}
 		}
 	}
 	if strings.HasSuffix(path, "/") {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -192,8 +193,8 @@ func serveHelper(c *net.UnixConn, peer int) {
 		reply(answer{Error: "bad request"})
 		return
 	}
-	if req.UID == 0 || req.GID == 0 {
-		reply(answer{Error: "refusing to run a program as root"})
+	if req.UID == 0 || req.GID == 0 || slices.Contains(req.Groups, 0) {
+		reply(answer{Error: "refusing to run a program as root or with the root group"})
 		return
 	}
 	cmd := exec.Command(req.Path)

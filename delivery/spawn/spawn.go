@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -60,8 +61,8 @@ var ErrNotPermitted = errors.New("not permitted")
 // Run runs c and waits for it. An error means it could not be started.
 func Run(ctx context.Context, c *Cmd) (*Result, error) {
 	euid := os.Geteuid()
-	if c.UID == 0 {
-		return nil, fmt.Errorf("refusing to run a delivery as root: %w", ErrNotPermitted)
+	if c.UID == 0 || c.GID == 0 || slices.Contains(c.Groups, 0) {
+		return nil, fmt.Errorf("refusing to run a delivery as root or with the root group: %w", ErrNotPermitted)
 	}
 	if euid != 0 && c.UID != euid {
 		helperMu.Lock()
