@@ -3,17 +3,17 @@
 // one MAIL, a RCPT per recipient, DATA, and one reply per accepted
 // recipient after the final dot, so each recipient gets its own status.
 //
-// It is written on net/textproto rather than go-smtp's client because that
-// client reads a single reply after the data (SMTP, not LMTP's per
-// recipient replies as mailsrv needs them logged) and offers no way to
-// pipeline MAIL and RCPT or to classify failures by phase as Postfix does.
+// It shares the smtp client's bounded reply reader and content writer
+// rather than using go-smtp's client, which reads a single reply after
+// the data (SMTP, not LMTP's per-recipient replies as mailsrv logs them)
+// and offers no way to pipeline MAIL and RCPT or to classify failures by
+// phase as Postfix does.
 package lmtp
 
 import (
-	"errors"
+	"bufio"
 	"fmt"
 	"net"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -58,7 +58,7 @@ func endpoint(nexthop string) (network, address string, err error) {
 // session is one LMTP conversation.
 type session struct {
 	conn  net.Conn
-	tp    *textproto.Conn
+	br    *bufio.Reader
 	relay string
 }
 
@@ -79,17 +79,17 @@ func (r reply) String() string { return fmt.Sprintf("%d %s", r.code, r.text) }
 
 func (s *session) read(timeout time.Duration) (reply, error) {
 	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
-	code, msg, err := s.tp.ReadResponse(0)
-	var pe textproto.ProtocolError
-	if err != nil && (code == 0 || errors.As(err, &pe)) {
+	code, lines, err := smtp.ReadReply(s.br)
+	if err != nil {
 		return reply{}, err
 	}
-	return reply{code: code, text: strings.ReplaceAll(msg, "\n", " ")}, nil
+	return reply{code: code, text: strings.Join(lines, " ")}, nil
 }
 
 func (s *session) cmd(timeout time.Duration, format string, args ...any) error {
 	_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
-	return s.tp.PrintfLine(format, args...)
+	_, err := fmt.Fprintf(s.conn, format+"\r\n", args...)
+	return err
 }
 
 // Deliver runs one LMTP transaction for the delivery's recipients.
@@ -121,7 +121,7 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 		return
 	}
 	defer conn.Close()
-	s := &session{conn: conn, tp: textproto.NewConn(conn), relay: relay}
+	s := &session{conn: conn, br: bufio.NewReader(conn), relay: relay}
 	lost := func(while string, err error) {
 		site(fmt.Sprintf("lost connection with %s while %s: %s", relay, while, smtp.SysText(err)))
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +23,7 @@ import (
 // session is one SMTP connection.
 type session struct {
 	conn        net.Conn
-	r           *textproto.Reader
+	r           *bufio.Reader
 	w           *bufio.Writer
 	srv         server
 	relay       string // host[ip]:port, for relay= and the TLS line
@@ -39,14 +38,14 @@ type session struct {
 }
 
 func newSession(c net.Conn, srv server, p *config.Params) *session {
-	return &session{conn: c, r: textproto.NewReader(bufio.NewReader(c)), w: bufio.NewWriter(c),
+	return &session{conn: c, r: bufio.NewReader(c), w: bufio.NewWriter(c),
 		srv: srv, relay: srv.String(), hostIP: fmt.Sprintf("%s[%s]", srv.host, srv.addr), p: p, ext: map[string]string{}, created: time.Now()}
 }
 
 // upgrade continues the session over TLS.
 func (s *session) upgrade(c net.Conn) {
 	s.conn = c
-	s.r = textproto.NewReader(bufio.NewReader(c))
+	s.r = bufio.NewReader(c)
 	s.w = bufio.NewWriter(c)
 	s.tlsDone = true
 	s.ext = map[string]string{}
@@ -72,14 +71,12 @@ func (r reply) dsn() string {
 
 func (s *session) reply(timeout time.Duration) (reply, error) {
 	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
-	code, msg, err := s.r.ReadResponse(0)
+	code, lines, err := ReadReply(s.r)
 	if err != nil {
-		if _, ok := err.(*textproto.Error); !ok || code == 0 {
-			s.broken = true
-			return reply{}, err
-		}
+		s.broken = true
+		return reply{}, err
 	}
-	r := reply{code: code, text: strings.ReplaceAll(msg, "\n", " "), lines: strings.Split(msg, "\n")}
+	r := reply{code: code, text: strings.Join(lines, " "), lines: lines}
 	if code == 421 {
 		s.broken = true
 	}

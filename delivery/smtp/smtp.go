@@ -10,7 +10,8 @@
 // sessions in a connection cache for the next delivery to the same
 // destination.
 //
-// The client is written on net/textproto rather than go-smtp's client:
+// The client is its own small one (bufio, with a bounded reply reader,
+// reply.go) rather than go-smtp's client:
 // that one sends its own EHLO before STARTTLS and cannot pipeline, cannot
 // fall back to plain text after a failed handshake with our EHLO name, and
 // does not tell replies apart by phase.
