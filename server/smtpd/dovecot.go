@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,7 +31,8 @@ func (d *dovecotAuth) check(user, pass string, secured bool, client string) erro
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	br := bufio.NewReader(conn)
+	// Bounded: the handshake and one answer are a few hundred bytes.
+	br := bufio.NewReader(io.LimitReader(conn, 64<<10))
 	fmt.Fprintf(conn, "VERSION\t1\t2\nCPID\t%d\n", os.Getpid())
 	plain := false
 	for {
