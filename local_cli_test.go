@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,6 +36,21 @@ func TestLocalDeliveryAsAUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir, _ := newInstance(t)
+	// virtual(8) too: a mailbox owned by the same throwaway user, written
+	// through the helper while the daemon runs as nobody.
+	vmail := filepath.Join(dir, "vmail")
+	if err := os.MkdirAll(vmail, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vuid, _ := strconv.Atoi(u.Uid)
+	vgid, _ := strconv.Atoi(u.Gid)
+	os.Chown(vmail, vuid, vgid)
+	cfgPath := filepath.Join(dir, "mailsrv.toml")
+	cb, _ := os.ReadFile(cfgPath)
+	extra := fmt.Sprintf("virtual_mailbox_domains = [\"virt.example\"]\nvirtual_mailbox_base = \"vmail\"\nvirtual_mailbox_maps = [\"inline:{ v@virt.example=v/ }\"]\nvirtual_uid_maps = [\"static:%d\"]\nvirtual_gid_maps = [\"static:%d\"]\n", vuid, vgid)
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(cb), "\n[[service]]\n", "\n"+extra+"\n[[service]]\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// The user's child process runs this binary: a copy it may execute
 	// (go test's build directory is private).
 	if err := copyFile(filepath.Join(dir, "bin", "mailsrv")); err != nil {
@@ -63,7 +79,18 @@ func TestLocalDeliveryAsAUser(t *testing.T) {
 	if err := c.SendMail("friend@remote.example", []string{name + "@mail.example.test"}, strings.NewReader("Subject: for a user\r\n\r\nhi\r\n")); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.SendMail("friend@remote.example", []string{"v@virt.example"}, strings.NewReader("Subject: virtual\r\n\r\nhi\r\n")); err != nil {
+		t.Fatal(err)
+	}
 	c.Quit()
+	eventually(t, "the virtual Maildir", func() bool {
+		files, _ := filepath.Glob(filepath.Join(vmail, "v", "new", "*"))
+		if len(files) != 1 {
+			return false
+		}
+		st, err := os.Stat(files[0])
+		return err == nil && fmt.Sprint(st.Sys().(*syscall.Stat_t).Uid) == u.Uid
+	})
 	mbox := filepath.Join(spool, name)
 	eventually(t, "the user's mailbox", func() bool {
 		b, err := os.ReadFile(mbox)

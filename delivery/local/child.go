@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +42,7 @@ type job struct {
 	Owner     int              `json:"owner"` // required mbox owner, -1 = any
 	Hostname  string           `json:"hostname,omitempty"`
 	TimeLimit time.Duration    `json:"time_limit,omitempty"`
+	MkParent  bool             `json:"mkparent,omitempty"` // create the mbox's directory
 }
 
 // result is a child's answer.
@@ -82,6 +84,11 @@ func failure(err error) result {
 func (j *job) run(in io.Reader) result {
 	switch j.Kind {
 	case "mbox":
+		if j.MkParent {
+			if err := os.MkdirAll(filepath.Dir(j.Path), 0o700); err != nil {
+				return failure(&mailbox.Error{DSN: "4.2.0", Text: fmt.Sprintf("create directory %s: %v", filepath.Dir(j.Path), err)})
+			}
+		}
 		if err := mailbox.Mbox(j.Path, j.Envelope, in, j.Locking, j.Owner); err != nil {
 			return failure(err)
 		}
@@ -197,4 +204,42 @@ func (l *limited) Write(p []byte) (int, error) {
 		l.Buffer.Write(p[:min(room, len(p))])
 	}
 	return len(p), nil
+}
+
+// WriteMailbox delivers into a Maildir (path ending in /) or an mbox file
+// as uid:gid, in a child process of this binary: virtual(8) uses it when
+// the daemon has given up root and cannot take the mailbox owner's
+// identity itself. The error is a *mailbox.Error when the child reports
+// one.
+func WriteMailbox(ctx context.Context, uid, gid int, path string, env mailbox.Envelope, lk mailbox.Locking, owner int, hostname string, content io.Reader) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	j := &job{Kind: "mbox", Path: path, Envelope: env, Locking: lk, Owner: owner, Hostname: hostname, MkParent: true}
+	if strings.HasSuffix(path, "/") {
+		j.Kind = "maildir"
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	res, err := spawn.Run(ctx, &spawn.Cmd{
+		Path: self, Args: []string{"mailsrv-local"},
+		Env: []string{childEnv + "=1", jobEnv + "=" + string(b), "PATH=/usr/bin:/bin"},
+		Dir: "/", UID: uid, GID: gid, Groups: []int{gid},
+		Stdin: content, Stdout: &out, Timeout: 10 * time.Minute,
+	})
+	if err != nil {
+		return &mailbox.Error{DSN: "4.3.0", Text: fmt.Sprintf("cannot deliver as uid %d: %v", uid, err)}
+	}
+	var r result
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		return &mailbox.Error{DSN: "4.3.0", Text: fmt.Sprintf("delivery child failed (status %d): %s", res.Status, res.Output)}
+	}
+	if r.DSN != "" {
+		return &mailbox.Error{DSN: r.DSN, Text: r.Text}
+	}
+	return nil
 }

@@ -5,10 +5,12 @@
 // No aliases, no .forward, no commands.
 //
 // Files are written with the mailbox owner's file-system identity: when
-// the daemon runs as root, on a locked OS thread whose fsuid/fsgid are
+// the process is root, on a locked OS thread whose fsuid/fsgid are
 // switched (Linux's per-thread credentials; the thread is discarded
 // afterwards), so that nothing else in the process gains or loses a
-// privilege; when it does not, the owner must be the daemon's own user.
+// privilege; when the daemon has dropped to mail_owner, by a child
+// process of this binary started as the owner through the privileged
+// helper (local's WriteMailbox); as the owner itself, directly.
 package virtual
 
 import (
@@ -21,6 +23,7 @@ import (
 	"syscall"
 
 	"mailsrv/config"
+	"mailsrv/delivery/local"
 	"mailsrv/delivery/mailbox"
 	"mailsrv/maps"
 	"mailsrv/queue/qmgr"
@@ -103,7 +106,7 @@ func (a *Agent) one(d *qmgr.Delivery, r *qmgr.Recipient) {
 		d.Bounce(r, qmgr.Status{DSN: "5.4.6", Text: "mail forwarding loop for " + rcpt, Relay: "virtual"})
 		return
 	}
-	err = asOwner(uid, gid, func() error {
+	write := func() error {
 		if maildir {
 			_, err := mailbox.Maildir(path, env, d.Content(), a.hostname)
 			return err
@@ -112,7 +115,18 @@ func (a *Agent) one(d *qmgr.Delivery, r *qmgr.Recipient) {
 			return &mailbox.Error{DSN: "4.2.0", Text: fmt.Sprintf("create directory %s: %v", filepath.Dir(path), err)}
 		}
 		return mailbox.Mbox(path, env, d.Content(), a.locking, uid)
-	})
+	}
+	if euid := os.Geteuid(); euid != 0 && uid != euid {
+		// The daemon gave up root: a child process of this binary,
+		// started as the owner by the privileged helper, writes.
+		mpath := path
+		if maildir {
+			mpath += "/"
+		}
+		err = local.WriteMailbox(d.Ctx, uid, gid, mpath, env, a.locking, uid, a.hostname, d.Content())
+	} else {
+		err = asOwner(uid, gid, write)
+	}
 	if err != nil {
 		st := qmgr.Status{DSN: "4.2.0", Text: err.Error(), Relay: "virtual"}
 		if me, ok := err.(*mailbox.Error); ok {
