@@ -95,7 +95,8 @@ func TestLocalDeliveryAsAUser(t *testing.T) {
 	eventually(t, "the user's mailbox", func() bool {
 		b, err := os.ReadFile(mbox)
 		log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
-		return err == nil && strings.Contains(string(b), "Subject: for a user") && strings.Contains(string(log), "status=sent")
+		return err == nil && strings.Contains(string(b), "Subject: for a user") &&
+			strings.Contains(string(log), "to=<"+name+"@mail.example.test>, relay=local")
 	})
 	st, _ := os.Stat(mbox)
 	if fmt.Sprint(st.Sys().(*syscall.Stat_t).Uid) != u.Uid || st.Mode().Perm() != 0o600 {
