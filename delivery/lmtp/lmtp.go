@@ -64,8 +64,9 @@ type session struct {
 
 // reply is one server reply.
 type reply struct {
-	code int
-	text string // all lines, joined with a space
+	code  int
+	text  string   // all lines, joined with a space
+	lines []string // the lines' texts
 }
 
 func (r reply) dsn() string {
@@ -83,7 +84,7 @@ func (s *session) read(timeout time.Duration) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	return reply{code: code, text: strings.Join(lines, " ")}, nil
+	return reply{code: code, text: strings.Join(lines, " "), lines: lines}, nil
 }
 
 func (s *session) cmd(timeout time.Duration, format string, args ...any) error {
@@ -156,12 +157,12 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 	st := func(r reply, in string) qmgr.Status {
 		return qmgr.Status{DSN: r.dsn(), Text: said(r, in), Relay: relay, DiagType: "smtp", DiagText: r.String(), MTA: p.Myhostname}
 	}
-	dsnExt := hasExt(lhlo.text, "DSN")
+	dsnExt := hasExt(lhlo, "DSN")
 	mail := fmt.Sprintf("MAIL FROM:<%s>", d.Sender)
-	if hasExt(lhlo.text, "SIZE") {
+	if hasExt(lhlo, "SIZE") {
 		mail += " SIZE=" + strconv.FormatInt(d.Size, 10)
 	}
-	if bt := d.Attrs["body_type"]; bt != "" && hasExt(lhlo.text, "8BITMIME") {
+	if bt := d.Attrs["body_type"]; bt != "" && hasExt(lhlo, "8BITMIME") {
 		mail += " BODY=" + bt
 	}
 	if dsnExt {
@@ -275,9 +276,11 @@ func (s *session) quit() {
 	}
 }
 
-func hasExt(lhlo, name string) bool {
-	for _, w := range strings.Fields(lhlo) {
-		if strings.EqualFold(w, name) {
+// hasExt reports whether the LHLO reply announces an extension: the
+// first word of a line after the greeting line.
+func hasExt(lhlo reply, name string) bool {
+	for _, l := range lhlo.lines[min(1, len(lhlo.lines)):] {
+		if kw, _, _ := strings.Cut(l, " "); strings.EqualFold(kw, name) {
 			return true
 		}
 	}

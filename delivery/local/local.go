@@ -378,7 +378,7 @@ func allowed(list []string, class string) bool {
 func (s *state) command(addr, cmd string, via *privs) {
 	p := s.a.p
 	if !allowed(p.AllowMailToCommands, via.class) {
-		s.fail(addr, result{DSN: "5.7.1", Text: fmt.Sprintf("mail to command is restricted")})
+		s.fail(addr, result{DSN: "5.7.1", Text: "mail to command is restricted"})
 		return
 	}
 	u := via.user

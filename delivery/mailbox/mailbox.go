@@ -44,7 +44,7 @@ func (e *Error) Error() string { return e.Text }
 // Temporary reports whether the failure should be retried.
 func (e *Error) Temporary() bool { return strings.HasPrefix(e.DSN, "4") }
 
-// ErrTooLarge is the size limit's error.
+// tooLarge is the size limit's error.
 func tooLarge(what string) *Error {
 	return &Error{DSN: "5.2.2", Text: fmt.Sprintf("cannot update %s: File too large", what)}
 }

@@ -2,7 +2,6 @@ package qmgr
 
 import (
 	"context"
-	"fmt"
 	"runtime/debug"
 	"time"
 
@@ -73,7 +72,7 @@ func run(d *Delivery, log *maillog.Logger, a Agent) {
 		for _, r := range d.Recipients {
 			if d.Pending(r) {
 				log.Warnf("%s: transport %s did not report <%s>", d.ID, d.Transport, r.Addr)
-				d.Defer(r, Status{DSN: "4.3.0", Text: fmt.Sprintf("unknown mail transport error")})
+				d.Defer(r, Status{DSN: "4.3.0", Text: "unknown mail transport error"})
 			}
 		}
 		d.done <- d

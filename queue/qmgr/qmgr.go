@@ -24,7 +24,6 @@ package qmgr
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"math"
 	"os"
@@ -471,6 +470,7 @@ func (m *Manager) dispatch(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
+transports:
 	for _, t := range m.transports {
 		for t.busy < t.limit && len(t.ready) > 0 {
 			progress := false
@@ -491,9 +491,10 @@ func (m *Manager) dispatch(ctx context.Context) {
 				select {
 				case t.c <- dl:
 				default:
-					// The pool's channel is full (a previous instance's
-					// deliveries are still queued): try again later.
-					return
+					// This pool's channel is full (a previous instance's
+					// deliveries are still queued): try it again later,
+					// the other transports now.
+					continue transports
 				}
 				d.entries = d.entries[1:]
 				d.busy++
@@ -888,9 +889,4 @@ func (d *dest) revive(t *transport) {
 	d.dead = false
 	d.window = min(t.initConc, t.concLimit)
 	d.success, d.failure, d.cohorts = 0, 0, 0
-}
-
-// String is for debugging and tests.
-func (d *dest) String() string {
-	return fmt.Sprintf("%s(window=%d busy=%d queued=%d dead=%v)", d.name, d.window, d.busy, len(d.entries), d.dead)
 }
