@@ -63,12 +63,7 @@ queue_run_delay = "1s"
 	if err := os.WriteFile(cfg, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range strings.Split(s, "\n") {
-		if strings.HasPrefix(l, "listen = ") {
-			addr = strings.Trim(strings.TrimPrefix(l, "listen = "), `"`)
-		}
-	}
-	return dir, addr
+	return dir, smtpAddr(t, dir)
 }
 
 // delivered counts the copies of each X-Seq in the Maildirs.

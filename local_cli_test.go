@@ -65,13 +65,7 @@ func TestLocalDeliveryAsAUser(t *testing.T) {
 		t.Fatalf("start: %d %q", code, errOut)
 	}
 	defer mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
-	text, _ := os.ReadFile(filepath.Join(dir, "mailsrv.toml"))
-	var addr string
-	for _, l := range strings.Split(string(text), "\n") {
-		if strings.HasPrefix(l, "listen = ") {
-			addr = strings.Trim(strings.TrimPrefix(l, "listen = "), `"`)
-		}
-	}
+	addr := smtpAddr(t, dir)
 	c, err := gosmtp.Dial(addr)
 	if err != nil {
 		t.Fatal(err)

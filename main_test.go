@@ -121,6 +121,22 @@ func newInstance(t *testing.T) (dir, owner string) {
 	return dir, owner
 }
 
+// smtpAddr is the address of the instance's first listener (smtpd).
+func smtpAddr(t *testing.T, dir string) string {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join(dir, "mailsrv.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(text), "\n") {
+		if a, ok := strings.CutPrefix(l, "listen = "); ok {
+			return strings.Trim(a, `"`)
+		}
+	}
+	t.Fatal("no listen address in mailsrv.toml")
+	return ""
+}
+
 func readPID(t *testing.T, dir string) int {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "run/spool/pid/master.pid"))
@@ -321,13 +337,7 @@ func TestReceiveAsAUserWould(t *testing.T) {
 		t.Fatalf("start: %d %q", code, errOut)
 	}
 	defer mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
-	text, _ := os.ReadFile(filepath.Join(dir, "mailsrv.toml"))
-	var addr string
-	for _, l := range strings.Split(string(text), "\n") {
-		if strings.HasPrefix(l, "listen = ") {
-			addr = strings.Trim(strings.TrimPrefix(l, "listen = "), `"`)
-		}
-	}
+	addr := smtpAddr(t, dir)
 	c, err := gosmtp.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
