@@ -445,7 +445,7 @@ func (d *Daemon) factory(cfg *config.Config, s *config.Service, name, command st
 		transports = d.transports(cfg)
 	}
 	return func() (Service, error) {
-		env := &Env{Config: cfg, Service: s, Params: params, Hard: d.hard, Wakeup: wake,
+		env := &Env{Config: cfg, Service: s, Params: params, Stopping: d.ctx, Hard: d.hard, Wakeup: wake,
 			NewMail: func() { d.notify("qmgr") },
 			Flush: func() error {
 				if r := d.flush(Request{Cmd: "flush"}); r.Error != "" {

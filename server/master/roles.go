@@ -33,6 +33,9 @@ type Env struct {
 	// reloads and restarts; the instance must stop accepting and close it
 	// when its context ends.
 	Listener net.Listener
+	// Stopping is cancelled when the daemon stops, not on a reload (which
+	// ends only the replaced instance's own context).
+	Stopping context.Context
 	// Hard is cancelled when the stop deadline (mailsrv_stop_timeout) has
 	// passed: work still in progress must then be abandoned (safely: the
 	// queue keeps everything not yet done).
@@ -260,7 +263,7 @@ func newSmtpd(env *Env) (Service, error) {
 		return nil, err
 	}
 	return ServiceFunc(func(ctx context.Context) error {
-		return srv.Serve(ctx, env.Hard, env.Listener)
+		return srv.Serve(ctx, env.Stopping, env.Hard, env.Listener)
 	}), nil
 }
 

@@ -444,7 +444,7 @@ func TestReloadRenewsCertificate(t *testing.T) {
 	}
 	old, renewed := selfSigned(t, "mx.example.test"), selfSigned(t, "mx.example.test")
 	write(old)
-	dir, addr, _ := deliveryDaemon(t, fmt.Sprintf("alias_maps = []\nsmtpd_tls_security_level = \"may\"\nsmtpd_tls_chain_files = [%q]\n", chain))
+	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf("alias_maps = []\nsmtpd_tls_security_level = \"may\"\nsmtpd_tls_chain_files = [%q]\n", chain))
 	starttls := func() (*tls.Conn, *bufio.Reader) {
 		t.Helper()
 		c, err := net.Dial("tcp", addr)
@@ -487,9 +487,31 @@ func TestReloadRenewsCertificate(t *testing.T) {
 	if string(second.ConnectionState().PeerCertificates[0].Raw) != string(renewed.Certificate[0]) {
 		t.Error("a session after the reload did not get the renewed certificate")
 	}
-	// The old session still works.
-	fmt.Fprintf(first, "NOOP\r\n")
-	if l, err := fr.ReadString('\n'); err != nil || !strings.HasPrefix(l, "250") {
-		t.Errorf("old session after reload: %q %v", l, err)
+	// The old session goes on as after a Postfix reload, to its end.
+	noop := func() string {
+		fmt.Fprintf(first, "NOOP\r\n")
+		l, _ := fr.ReadString('\n')
+		return l
 	}
+	for i := 0; i < 3; i++ {
+		if l := noop(); !strings.HasPrefix(l, "250") {
+			t.Fatalf("old session after reload, command %d: %q", i+1, l)
+		}
+	}
+	// A stop, unlike a reload, ends it after its current command (the
+	// other session leaves first, so the stop need not wait for it).
+	second.Close()
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		l := noop()
+		if strings.HasPrefix(l, "421 4.3.2 ") {
+			break
+		}
+		if !strings.HasPrefix(l, "250") || time.Now().After(deadline) {
+			t.Fatalf("old session during stop: %q", l)
+		}
+	}
+	<-stopped
 }

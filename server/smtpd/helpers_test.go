@@ -119,7 +119,7 @@ func startServerTB(t testing.TB, extra string) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	hard, hardCancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- b.srv.Serve(ctx, hard, l) }()
+	go func() { done <- b.srv.Serve(ctx, ctx, hard, l) }()
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("mail log:\n%s", b.logs.String())

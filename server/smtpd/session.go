@@ -342,8 +342,13 @@ func (s *session) proto() string {
 // and continues the session over it.
 func (s *session) startTLS() error {
 	tc := tls.Server(s.conn, s.srv.tls)
+	// Bounded by smtpd_timeout and by a hard stop (which closes the
+	// connection), not by s.ctx: a reload or a soft stop lets a session
+	// finish, and a handshake the client already believes complete (TLS
+	// 1.3 clients finish before the server reads their Finished) must not
+	// be cut off under it.
 	_ = tc.SetDeadline(time.Now().Add(s.srv.p.SmtpdTimeout))
-	if err := tc.HandshakeContext(s.ctx); err != nil {
+	if err := tc.Handshake(); err != nil {
 		return err
 	}
 	_ = tc.SetDeadline(time.Time{})

@@ -211,9 +211,10 @@ func New(o Options) (*Server, error) {
 // Serve accepts sessions until ctx ends. At most limit sessions run at
 // once; further clients wait in the listen queue as they do for Postfix's
 // master. When ctx ends the listener is closed and Serve waits for the
-// sessions, which end at their next read (their connections are closed
-// when hard ends).
-func (s *Server) Serve(ctx context.Context, hard context.Context, l net.Listener) error {
+// sessions. They run to their end as after a Postfix reload, unless
+// sessions ends too (the daemon is stopping): then each ends after its
+// current command with a 421. When hard ends their connections are closed.
+func (s *Server) Serve(ctx, sessions, hard context.Context, l net.Listener) error {
 	go func() {
 		<-ctx.Done()
 		l.Close()
@@ -274,7 +275,7 @@ func (s *Server) Serve(ctx context.Context, hard context.Context, l net.Listener
 			defer wg.Done()
 			defer func() { <-slots }()
 			defer conns.Delete(c)
-			s.ServeConn(ctx, c)
+			s.ServeConn(sessions, c)
 		}()
 	}
 }
