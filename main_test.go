@@ -200,6 +200,22 @@ func TestStartReloadStopAsAUserWould(t *testing.T) {
 		t.Errorf("reload: %d %q", code, errOut)
 	}
 
+	// Profiles of the running daemon come back as gzipped pprof data.
+	for _, args := range [][]string{{"cpu", "-d", "1s"}, {"heap"}, {"goroutine"}} {
+		out := filepath.Join(dir, args[0]+".pprof")
+		cmd := append([]string{"-c", "mailsrv.toml", "postfix", "profile", "-o", out}, args...)
+		if _, errOut, code := mailsrv(t, dir, "mailsrv", cmd...); code != 0 {
+			t.Errorf("profile %s: %d %q", args[0], code, errOut)
+			continue
+		}
+		if b, err := os.ReadFile(out); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+			t.Errorf("profile %s: not a pprof file (%v, %d bytes)", args[0], err, len(b))
+		}
+	}
+	if _, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "profile", "-o", "x", "threads"); code != 1 || !strings.Contains(errOut, `unknown kind "threads"`) {
+		t.Errorf("profile of an unknown kind: %d %q", code, errOut)
+	}
+
 	// logrotate: move the log away, create the new one for mail_owner
 	// (logrotate's "create"), SIGUSR1; the next line goes to the new file.
 	if err := os.Rename(logFile, logFile+".1"); err != nil {

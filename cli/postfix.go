@@ -160,7 +160,7 @@ func newPostfix(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(start, startFg, stop, reload, status, check)
+	cmd.AddCommand(start, startFg, stop, reload, status, check, profileCmd(g))
 	return cmd
 }
 
@@ -274,4 +274,41 @@ func asMailOwner(cfg *config.Config) error {
 		return exitf(1, "fatal: setuid: %v", err)
 	}
 	return nil
+}
+
+// profileCmd is `postfix profile`: a pprof profile of the running daemon,
+// for `go tool pprof`. Not a Postfix command: Postfix's daemons are
+// profiled with perf; mailsrv's goroutines need Go's profiler.
+func profileCmd(g *globals) *cobra.Command {
+	var out string
+	var dur time.Duration
+	cmd := &cobra.Command{
+		Use:   "profile cpu|heap|allocs|goroutine -o FILE",
+		Short: "Write a pprof profile of the running daemon (cpu: over --duration)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if out == "" {
+				return exitf(2, "fatal: say where the profile goes with -o FILE")
+			}
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			resp, err := master.Call(cfg.Params.QueueDirectory,
+				master.Request{Cmd: "profile", Args: []string{args[0], dur.String()}}, dur+time.Minute)
+			if err != nil {
+				if errors.Is(err, master.ErrDown) {
+					return exitf(1, "fatal: the mail system is not running")
+				}
+				return exitf(1, "fatal: %v", err)
+			}
+			if err := os.WriteFile(out, resp.Data, 0o600); err != nil {
+				return exitf(1, "fatal: %v", err)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write the profile to")
+	cmd.Flags().DurationVarP(&dur, "duration", "d", 30*time.Second, "how long a CPU profile runs")
+	return cmd
 }

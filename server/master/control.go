@@ -34,6 +34,7 @@ type Response struct {
 	PID      int      `json:"pid,omitempty"`
 	Config   string   `json:"config,omitempty"`
 	Services []Status `json:"services,omitempty"`
+	Data     []byte   `json:"data,omitempty"` // a profile
 }
 
 // ErrDown means no daemon answered on the control socket.
@@ -54,7 +55,8 @@ func Call(queueDir string, req Request, timeout time.Duration) (*Response, error
 		return nil, err
 	}
 	var resp Response
-	if err := json.NewDecoder(io.LimitReader(c, 1<<20)).Decode(&resp); err != nil {
+	// Bounded: a profile is the largest answer, a few megabytes at most.
+	if err := json.NewDecoder(io.LimitReader(c, 256<<20)).Decode(&resp); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("the daemon closed the control connection (permission denied?)")
 		}
@@ -101,8 +103,9 @@ func (cs *controlServer) conn(c net.Conn) {
 	if err := json.Unmarshal(line, &req); err != nil {
 		resp = Response{Error: "bad request: " + err.Error()}
 	} else {
-		// The answer may take a while (a reload); extend the deadline.
-		_ = c.SetDeadline(time.Now().Add(time.Minute))
+		// The answer may take a while (a reload, a CPU profile);
+		// extend the deadline.
+		_ = c.SetDeadline(time.Now().Add(time.Minute + maxProfile))
 		resp = cs.handle(req)
 	}
 	_ = json.NewEncoder(c).Encode(resp)

@@ -591,6 +591,12 @@ func (d *Daemon) control(req Request) Response {
 		return Response{OK: true}
 	case "flush", "flush-site", "flush-id":
 		return d.flush(req)
+	case "profile":
+		data, err := profile(req.Args)
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{OK: true, Data: data}
 	}
 	return Response{Error: fmt.Sprintf("unknown request %q", req.Cmd)}
 }
