@@ -112,6 +112,12 @@ func startServerTB(t testing.TB, extra string) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b.serve(t)
+}
+
+// serve runs a built server on 127.0.0.1 until the test ends.
+func (b *built) serve(t testing.TB) *testServer {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

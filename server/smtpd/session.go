@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -161,6 +162,15 @@ func (s *session) run() {
 	}
 	srv.log.Infof("connect from %s", s.namaddr())
 	defer func() {
+		// A bug met by one session ends that session, not the daemon
+		// with every other session in it (Postfix has a process per
+		// session for this). Nothing is lost: a message not yet
+		// acknowledged is aborted below and the client will retry.
+		if r := recover(); r != nil {
+			srv.log.Warnf("panic in the session from %s after %s: %v", s.namaddr(), s.lastCmd, r)
+			srv.log.Debugf("panic stack:\n%s", debug.Stack())
+			s.send(reply(421, "4.3.0", "%s Error: internal error", s.hostname()))
+		}
 		_ = s.bw.Flush()
 		s.abortTxn()
 		srv.log.Infof("disconnect from %s%s", s.namaddr(), s.stats())
