@@ -186,7 +186,8 @@ func runSendmail(g *globals, cfg *config.Config, o *sendmailOpts, in io.Reader, 
 		}
 		return exitf(exUsage, "fatal: no recipient addresses specified")
 	}
-	req := pickup.SubmitRequest{Op: "mail", Sender: o.sender, SenderSet: o.senderSet, FullName: o.fullName, Recipients: rcpts}
+	req := pickup.SubmitRequest{Op: "mail", Sender: o.sender, SenderSet: o.senderSet, FullName: o.fullName, Recipients: rcpts,
+		Report: o.verbose}
 	_, err = submitOrDrop(p, req, msg)
 	return err
 }

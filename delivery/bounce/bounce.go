@@ -1,8 +1,11 @@
-// Package bounce is Postfix's bounce/defer service: it turns the
-// per-recipient status logs that delivery agents leave (bounce/ID,
-// defer/ID) into notices for the sender: non-delivery reports and delay
-// warnings as RFC 3464 multipart/report messages from MAILER-DAEMON with
-// the null sender, queued through cleanup like any other mail.
+// Package bounce is Postfix's bounce, defer and trace services: it turns
+// the per-recipient status logs that delivery agents leave (bounce/ID,
+// defer/ID, trace/ID) into notices for the sender: non-delivery reports,
+// delay warnings, success notices (NOTIFY=SUCCESS) and the delivery
+// reports of sendmail -v and -bv, as RFC 3464 multipart/report messages
+// (RFC 6533 forms for SMTPUTF8 mail) from MAILER-DAEMON with the null
+// sender, queued through cleanup like any other mail. The postmaster gets
+// headers-only copies for the notify_classes bounce and delay.
 //
 // Loop and backscatter rules: a message with the null sender is never
 // bounced to its sender; its failure goes to 2bounce_notice_recipient only
@@ -32,44 +35,118 @@ type Service struct {
 	Log     *maillog.Logger // tagged bounce
 }
 
-// NonDelivery returns failed recipients to the sender.
+// notice is one kind of notice: its wording and what it carries.
+type notice struct {
+	subject string
+	log     string // what the log line calls it
+	action  string // the DSN Action of entries that have none
+	intro   []string
+	// postmaster copies carry the headers only and are auto-generated
+	// rather than auto-replied.
+	postmaster bool
+	delay      bool // Will-Retry-Until lines
+	full       bool // the whole original, unless RET=HDRS or too large
+}
+
+var (
+	nonDelivery = notice{subject: "Undelivered Mail Returned to Sender", log: "sender non-delivery notification",
+		action: "failed", full: true, intro: []string{
+			"I'm sorry to have to inform you that your message could not",
+			"be delivered to one or more recipients. It's attached below.",
+			"",
+			"For further assistance, please send mail to postmaster.",
+			"",
+			"If you do so, please include this problem report. You can",
+			"delete your own text from the attached returned message."}}
+	nonDeliveryCopy = notice{subject: "Postmaster Copy: Undelivered Mail", log: "postmaster non-delivery notification",
+		action: "failed", postmaster: true}
+	delayWarning = notice{subject: "Delayed Mail (still being retried)", log: "sender delay notification",
+		action: "delayed", delay: true}
+	delayCopy = notice{subject: "Postmaster Warning: Delayed Mail", log: "postmaster delay notification",
+		action: "delayed", delay: true, postmaster: true}
+	success = notice{subject: "Successful Mail Delivery Report", log: "sender delivery status notification",
+		action: "delivered", intro: []string{
+			"Your message was successfully delivered to the destination(s)",
+			"listed below. If the message was delivered to mailbox you will",
+			"receive no further notifications. Otherwise you may still receive",
+			"notifications of mail delivery errors from other systems."}}
+	report = notice{subject: "Mail Delivery Status Report", log: "sender delivery status notification",
+		action: "delivered", intro: []string{"Enclosed is the mail delivery report that you requested."}}
+)
+
+// NonDelivery returns failed recipients to the sender, with a headers-only
+// copy to bounce_notice_recipient when notify_classes has bounce.
 func (s *Service) NonDelivery(f *queue.File, failed []queue.Status) error {
-	return s.send(f, failed, queue.NotifyFailure, false)
-}
-
-// DelayWarning tells the sender that recipients are still being retried.
-func (s *Service) DelayWarning(f *queue.File, delayed []queue.Status) error {
-	return s.send(f, delayed, queue.NotifyDelay, true)
-}
-
-func (s *Service) send(f *queue.File, entries []queue.Status, want int, delay bool) error {
-	entries = slices.DeleteFunc(slices.Clone(entries), func(e queue.Status) bool {
-		return e.Notify != 0 && e.Notify&want == 0
-	})
-	if len(entries) == 0 {
+	failed = wanted(failed, queue.NotifyFailure)
+	if len(failed) == 0 {
 		return nil
 	}
 	p := s.P
-	to, kind := f.Sender, "sender non-delivery notification"
-	if delay {
-		kind = "sender delay notification"
-	}
 	if f.Sender == "" || isDoubleBounce(f.Sender, p) {
-		if delay {
-			return nil
-		}
+		// A notice about a notice: never back to its (null) sender.
 		if isDoubleBounce(f.Sender, p) || !(slices.Contains(p.NotifyClasses, "bounce") || slices.Contains(p.NotifyClasses, "2bounce")) {
 			s.Log.Infof("%s: undeliverable postmaster notification discarded", f.ID)
 			return nil
 		}
-		to, kind = p.TwoBounceNoticeRecipient, "postmaster non-delivery notification"
+		n := nonDelivery
+		n.log = "postmaster non-delivery notification"
+		return s.send(f, failed, n, p.TwoBounceNoticeRecipient, p.DoubleBounceSender)
 	}
-	sender := ""
-	if f.Sender == "" {
-		sender = p.DoubleBounceSender
+	if err := s.send(f, failed, nonDelivery, f.Sender, ""); err != nil {
+		return err
 	}
+	if slices.Contains(p.NotifyClasses, "bounce") {
+		return s.send(f, failed, nonDeliveryCopy, p.BounceNoticeRecipient, p.DoubleBounceSender)
+	}
+	return nil
+}
+
+// DelayWarning tells the sender that recipients are still being retried,
+// with a copy to delay_notice_recipient when notify_classes has delay.
+func (s *Service) DelayWarning(f *queue.File, delayed []queue.Status) error {
+	delayed = wanted(delayed, queue.NotifyDelay)
+	if len(delayed) == 0 || f.Sender == "" || isDoubleBounce(f.Sender, s.P) {
+		return nil
+	}
+	if err := s.send(f, delayed, delayWarning, f.Sender, ""); err != nil {
+		return err
+	}
+	if slices.Contains(s.P.NotifyClasses, "delay") {
+		return s.send(f, delayed, delayCopy, s.P.DelayNoticeRecipient, s.P.DoubleBounceSender)
+	}
+	return nil
+}
+
+// Success reports delivered recipients to a sender who asked with
+// NOTIFY=SUCCESS; requested is set for a report the sender asked for with
+// sendmail -v or -bv, which covers every recipient.
+func (s *Service) Success(f *queue.File, entries []queue.Status, requested bool) error {
+	n := report
+	if !requested {
+		n = success
+		entries = wanted(entries, queue.NotifySuccess)
+	}
+	if len(entries) == 0 || f.Sender == "" || isDoubleBounce(f.Sender, s.P) {
+		return nil
+	}
+	return s.send(f, entries, n, f.Sender, "")
+}
+
+// wanted keeps the entries whose DSN NOTIFY asks for this notice (no
+// NOTIFY means failures and delays, as RFC 3461 says).
+func wanted(entries []queue.Status, want int) []queue.Status {
+	return slices.DeleteFunc(slices.Clone(entries), func(e queue.Status) bool {
+		notify := e.Notify
+		if notify == 0 {
+			notify = queue.NotifyFailure | queue.NotifyDelay
+		}
+		return notify&want == 0
+	})
+}
+
+func (s *Service) send(f *queue.File, entries []queue.Status, n notice, to, sender string) error {
 	var body bytes.Buffer
-	if err := s.compose(&body, f, entries, to, delay); err != nil {
+	if err := s.compose(&body, f, entries, n, to); err != nil {
 		return err
 	}
 	msg, err := s.Cleanup.Open(cleanup.Envelope{
@@ -88,7 +165,7 @@ func (s *Service) send(f *queue.File, entries []queue.Status, want int, delay bo
 	if err := msg.Finish(); err != nil {
 		return err
 	}
-	s.Log.Infof("%s: %s: %s", f.ID, kind, msg.ID())
+	s.Log.Infof("%s: %s: %s", f.ID, n.log, msg.ID())
 	return nil
 }
 
@@ -97,39 +174,62 @@ func isDoubleBounce(addr string, p *config.Params) bool {
 	return strings.EqualFold(local, p.DoubleBounceSender)
 }
 
-// compose writes the notice.
-func (s *Service) compose(w *bytes.Buffer, f *queue.File, entries []queue.Status, to string, delay bool) error {
+// addrType is the DSN address type: utf-8 (RFC 6533) for an address that
+// is not ASCII.
+func addrType(a string) string {
+	for i := 0; i < len(a); i++ {
+		if a[i] >= 0x80 {
+			return "utf-8"
+		}
+	}
+	return "rfc822"
+}
+
+// compose writes the notice: RFC 3464 multipart/report, or its RFC 6533
+// forms (message/global-delivery-status, message/global) when the
+// original was sent with SMTPUTF8.
+func (s *Service) compose(w *bytes.Buffer, f *queue.File, entries []queue.Status, n notice, to string) error {
 	p := s.P
 	host := p.Myhostname
+	utf8 := f.Attr("smtputf8") != ""
 	boundary := fmt.Sprintf("%s.%d/%s", f.ID, time.Now().Unix(), host)
-	subject := "Undelivered Mail Returned to Sender"
-	if delay {
-		subject = "Delayed Mail (still being retried)"
-	}
-	fmt.Fprintf(w, "From: Mail Delivery System <MAILER-DAEMON@%s>\n", host)
-	fmt.Fprintf(w, "Subject: %s\n", subject)
+	fmt.Fprintf(w, "From: Mail Delivery System <MAILER-DAEMON@%s>\n", p.Myorigin)
+	fmt.Fprintf(w, "Subject: %s\n", n.subject)
 	fmt.Fprintf(w, "To: %s\n", to)
-	w.WriteString("Auto-Submitted: auto-replied\n")
+	if id := messageID(f); id != "" {
+		fmt.Fprintf(w, "References: %s\nIn-Reply-To: %s\n", id, id)
+	}
+	if n.postmaster {
+		w.WriteString("Auto-Submitted: auto-generated\n")
+	} else {
+		w.WriteString("Auto-Submitted: auto-replied\n")
+	}
 	w.WriteString("MIME-Version: 1.0\n")
 	fmt.Fprintf(w, "Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"%s\"\n", boundary)
 	w.WriteString("Content-Transfer-Encoding: 8bit\n\n")
 	w.WriteString("This is a MIME-encapsulated message.\n\n")
 
-	fmt.Fprintf(w, "--%s\nContent-Description: Notification\nContent-Type: text/plain; charset=us-ascii\n\n", boundary)
+	charset := "us-ascii"
+	if utf8 {
+		charset = "utf-8"
+	}
+	fmt.Fprintf(w, "--%s\nContent-Description: Notification\nContent-Type: text/plain; charset=%s\n\n", boundary, charset)
 	fmt.Fprintf(w, "This is the mail system at host %s.\n\n", host)
-	if delay {
+	switch {
+	case n.postmaster:
+		// The postmaster gets the facts, not the letter to the sender.
+	case n.delay:
 		w.WriteString("####################################################################\n")
 		w.WriteString("# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n")
 		w.WriteString("####################################################################\n\n")
 		fmt.Fprintf(w, "Your message could not be delivered for more than %s. It will\nbe retried until it is %s old.\n\n",
 			human(time.Since(f.Arrival)), human(p.MaximalQueueLifetime))
-	} else {
-		w.WriteString("I'm sorry to have to inform you that your message could not\n")
-		w.WriteString("be delivered to one or more recipients. It's attached below.\n\n")
+		w.WriteString("For further assistance, please send mail to postmaster.\n\n")
+		w.WriteString("If you do so, please include this problem report. You can\n")
+		w.WriteString("delete your own text from the attached returned message.\n\n")
+	default:
+		w.WriteString(strings.Join(n.intro, "\n") + "\n\n")
 	}
-	w.WriteString("For further assistance, please send mail to postmaster.\n\n")
-	w.WriteString("If you do so, please include this problem report. You can\n")
-	w.WriteString("delete your own text from the attached returned message.\n\n")
 	w.WriteString("                   The mail system\n\n")
 	for _, e := range entries {
 		who := "<" + e.Recipient + ">"
@@ -139,24 +239,28 @@ func (s *Service) compose(w *bytes.Buffer, f *queue.File, entries []queue.Status
 		w.WriteString(wrap(who+": "+e.Reason, 79, "    ") + "\n\n")
 	}
 
-	fmt.Fprintf(w, "--%s\nContent-Description: Delivery report\nContent-Type: message/delivery-status\n\n", boundary)
+	status := "message/delivery-status"
+	if utf8 {
+		status = "message/global-delivery-status"
+	}
+	fmt.Fprintf(w, "--%s\nContent-Description: Delivery report\nContent-Type: %s\n\n", boundary, status)
 	fmt.Fprintf(w, "Reporting-MTA: dns; %s\n", host)
 	fmt.Fprintf(w, "X-Postfix-Queue-ID: %s\n", f.ID)
-	fmt.Fprintf(w, "X-Postfix-Sender: rfc822; %s\n", f.Sender)
+	fmt.Fprintf(w, "X-Postfix-Sender: %s; %s\n", addrType(f.Sender), f.Sender)
 	fmt.Fprintf(w, "Arrival-Date: %s\n", f.Arrival.Format(time.RFC1123Z))
 	if envid := f.Attr("envelope_id"); envid != "" {
 		fmt.Fprintf(w, "Original-Envelope-Id: %s\n", envid)
 	}
 	for _, e := range entries {
-		fmt.Fprintf(w, "\nFinal-Recipient: rfc822; %s\n", e.Recipient)
+		fmt.Fprintf(w, "\nFinal-Recipient: %s; %s\n", addrType(e.Recipient), e.Recipient)
 		if e.ORCPT != "" {
 			fmt.Fprintf(w, "Original-Recipient: %s\n", e.ORCPT)
 		} else if e.Original != "" {
-			fmt.Fprintf(w, "Original-Recipient: rfc822;%s\n", e.Original)
+			fmt.Fprintf(w, "Original-Recipient: %s;%s\n", addrType(e.Original), e.Original)
 		}
 		action := e.Action
 		if action == "" {
-			action = "failed"
+			action = n.action
 		}
 		fmt.Fprintf(w, "Action: %s\n", action)
 		fmt.Fprintf(w, "Status: %s\n", e.Status)
@@ -168,16 +272,25 @@ func (s *Service) compose(w *bytes.Buffer, f *queue.File, entries []queue.Status
 		} else {
 			fmt.Fprintf(w, "Diagnostic-Code: X-Postfix; %s\n", e.Reason)
 		}
-		if delay {
+		if n.delay {
 			fmt.Fprintf(w, "Will-Retry-Until: %s\n", f.Arrival.Add(p.MaximalQueueLifetime).Format(time.RFC1123Z))
 		}
 	}
 
-	headersOnly := f.Attr("ret_flags") == "HDRS" || f.ContentSize > int64(p.BounceSizeLimit)
-	if headersOnly {
-		fmt.Fprintf(w, "\n--%s\nContent-Description: Undelivered Message Headers\nContent-Type: text/rfc822-headers\n\n", boundary)
-	} else {
-		fmt.Fprintf(w, "\n--%s\nContent-Description: Undelivered Message\nContent-Type: message/rfc822\n\n", boundary)
+	headersOnly := !n.full || f.Attr("ret_flags") == "HDRS" || f.ContentSize > int64(p.BounceSizeLimit)
+	what := "Message"
+	if n.full {
+		what = "Undelivered Message"
+	}
+	switch {
+	case headersOnly && utf8:
+		fmt.Fprintf(w, "\n--%s\nContent-Description: %s Headers\nContent-Type: message/global-headers\n\n", boundary, what)
+	case headersOnly:
+		fmt.Fprintf(w, "\n--%s\nContent-Description: %s Headers\nContent-Type: text/rfc822-headers\n\n", boundary, what)
+	case utf8:
+		fmt.Fprintf(w, "\n--%s\nContent-Description: %s\nContent-Type: message/global\n\n", boundary, what)
+	default:
+		fmt.Fprintf(w, "\n--%s\nContent-Description: %s\nContent-Type: message/rfc822\n\n", boundary, what)
 	}
 	fmt.Fprintf(w, "Return-Path: <%s>\n", f.Sender)
 	if err := copyOriginal(w, f.Content(), headersOnly); err != nil {
@@ -185,6 +298,28 @@ func (s *Service) compose(w *bytes.Buffer, f *queue.File, entries []queue.Status
 	}
 	fmt.Fprintf(w, "\n--%s--\n", boundary)
 	return nil
+}
+
+// messageID is the original's Message-ID, for References: a mail reader
+// then shows the notice in the thread of the message it is about.
+func messageID(f *queue.File) string {
+	br := bufio.NewReader(io.LimitReader(f.Content(), 64<<10))
+	for {
+		line, err := br.ReadString('\n')
+		if line == "\n" || line == "" {
+			return ""
+		}
+		if name, value, ok := strings.Cut(line, ":"); ok && strings.EqualFold(name, "Message-ID") {
+			value = strings.TrimSpace(value)
+			if strings.HasPrefix(value, "<") && strings.HasSuffix(value, ">") && !strings.ContainsAny(value, "\r\n") {
+				return value
+			}
+			return ""
+		}
+		if err != nil {
+			return ""
+		}
+	}
 }
 
 // copyOriginal copies the message, or only its header. A line that looks

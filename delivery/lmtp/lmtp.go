@@ -260,7 +260,7 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 		}
 		switch rr.code / 100 {
 		case 2:
-			d.Sent(r, qmgr.Status{DSN: rr.dsn(), Text: rr.String(), Relay: relay})
+			d.Sent(r, qmgr.Status{DSN: rr.dsn(), Text: rr.String(), Relay: relay, NextHopNotifies: dsnExt})
 		case 4:
 			d.Defer(r, st(rr, "end of DATA command"))
 		default:

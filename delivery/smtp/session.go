@@ -310,7 +310,10 @@ func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
 	for _, r := range accepted {
 		switch er.code / 100 {
 		case 2:
-			d.Sent(r, status(qmgr.Status{DSN: er.dsn(), Text: er.String(), Relay: s.relay, MTA: s.srv.host}))
+			// A next hop that does DSN got our NOTIFY and reports
+			// success itself; otherwise we say "relayed".
+			d.Sent(r, status(qmgr.Status{DSN: er.dsn(), Text: er.String(), Relay: s.relay, MTA: s.srv.host,
+				DiagType: "smtp", DiagText: er.String(), Action: "relayed", NextHopNotifies: dsnOK}))
 		case 4:
 			d.Defer(r, status(s.said(er, "end of DATA command")))
 		default:

@@ -36,14 +36,15 @@ type Delivery struct {
 	// (commands, network) must then give up; the queue keeps the rest.
 	Ctx context.Context
 
-	file     *queue.File
-	q        *queue.Queue
-	log      *maillog.Logger
-	soft     bool // soft_bounce
-	decimals int  // delay_logging_resolution_limit
-	active   time.Time
-	handed   time.Time
-	setup    time.Time
+	file       *queue.File
+	q          *queue.Queue
+	log        *maillog.Logger
+	soft       bool // soft_bounce
+	wantReport bool // the sender asked for a delivery report (sendmail -v)
+	decimals   int  // delay_logging_resolution_limit
+	active     time.Time
+	handed     time.Time
+	setup      time.Time
 
 	mu      sync.Mutex
 	siteErr *Status // destination-wide failure: negative feedback
@@ -60,6 +61,10 @@ type Recipient struct {
 	Notify int    // DSN NOTIFY bits
 	rec    *queue.Recipient
 	state  int
+	traced bool // a success entry went to the trace log
+	// failedMember: a member of its expansion bounced (the recipient
+	// itself is done, but the bounce log has news for the sender).
+	failedMember bool
 }
 
 // Recipient states.
@@ -80,6 +85,13 @@ type Status struct {
 	// Remote-MTA) when the reason came from a remote server.
 	DiagType, DiagText string
 	MTA                string
+	// Action is the DSN action of a success: delivered (the default),
+	// relayed (handed to a next hop that does not do DSN) or expanded
+	// (an alias or .forward).
+	Action string
+	// NextHopNotifies is set when the next hop took the DSN request
+	// (NOTIFY passed on): success notices are then its business.
+	NextHopNotifies bool
 }
 
 // Content returns a fresh reader of the message content (LF line ends,
@@ -182,6 +194,7 @@ func (d *Delivery) report(r *Recipient, state int, st Status) {
 	var err error
 	switch state {
 	case sent:
+		d.trace(r, st)
 		err = d.file.MarkDone(r.rec)
 	case deferred:
 		err = d.q.AppendStatus(queue.DeferLog, d.ID, d.entry(r, st, "delayed"))
@@ -201,6 +214,42 @@ func (d *Delivery) report(r *Recipient, state int, st Status) {
 		}
 		d.mu.Unlock()
 	}
+}
+
+// trace records a success for a notice: when the recipient asked with
+// NOTIFY=SUCCESS (unless the next hop took that request over), or when
+// the sender asked for a report of every recipient. The delivery stands
+// even if the record fails: a missing notice is better than a duplicate
+// delivery.
+func (d *Delivery) trace(r *Recipient, st Status) {
+	if !d.wantReport && (r.Notify&queue.NotifySuccess == 0 || st.NextHopNotifies) {
+		return
+	}
+	action := st.Action
+	if action == "" {
+		action = "delivered"
+	}
+	d.traceEntry(r, d.entry(r, st, action))
+}
+
+func (d *Delivery) traceEntry(r *Recipient, e queue.Status) {
+	if err := d.q.AppendStatus(queue.TraceLog, d.ID, e); err != nil {
+		d.log.Warnf("%s: cannot record the delivery of <%s> for a notice: %v", d.ID, r.Addr, err)
+		return
+	}
+	d.mu.Lock()
+	r.traced = true
+	d.mu.Unlock()
+}
+
+// self is the member that is the recipient itself (its own mailbox).
+func self(members []Member) *Member {
+	for i := range members {
+		if members[i].Addr == "" && members[i].State == "sent" {
+			return &members[i]
+		}
+	}
+	return nil
 }
 
 func (d *Delivery) entry(r *Recipient, st Status, action string) queue.Status {
@@ -312,7 +361,7 @@ func (d *Delivery) Members(r *Recipient, members []Member) {
 	if orig == "" {
 		orig = r.Addr
 	}
-	anyDeferred := false
+	anyDeferred, expanded := false, false
 	var recErr error
 	for _, m := range members {
 		st := m.Status
@@ -336,6 +385,13 @@ func (d *Delivery) Members(r *Recipient, members []Member) {
 		e := d.entry(r, st, "")
 		e.Recipient, e.Original = mr.Addr, orig
 		switch state {
+		case sent:
+			if d.wantReport {
+				e.Action = "delivered"
+				d.traceEntry(r, e)
+			} else if m.Addr != "" {
+				expanded = true
+			}
 		case deferred:
 			anyDeferred = true
 			e.Action = "delayed"
@@ -346,15 +402,29 @@ func (d *Delivery) Members(r *Recipient, members []Member) {
 			e.Action = "failed"
 			if err := d.q.AppendStatus(queue.BounceLog, d.ID, e); err != nil {
 				recErr = err
+			} else {
+				d.mu.Lock()
+				r.failedMember = true
+				d.mu.Unlock()
 			}
 		}
 	}
 	final := sent
 	if anyDeferred || recErr != nil {
 		final = deferred
-	} else if err := d.file.MarkDone(r.rec); err != nil {
-		recErr = err
-		final = deferred
+	} else if expanded && r.Notify&queue.NotifySuccess != 0 {
+		// NOTIFY=SUCCESS through an alias or .forward: the sender
+		// hears that it was expanded (RFC 3461 "expanded"), then the
+		// members' own fates are the business of their owners.
+		d.traceEntry(r, d.entry(r, Status{DSN: "2.0.0", Text: "alias expanded"}, "expanded"))
+	} else if m := self(members); m != nil && r.Notify&queue.NotifySuccess != 0 && !d.wantReport {
+		d.trace(r, m.Status)
+	}
+	if final == sent {
+		if err := d.file.MarkDone(r.rec); err != nil {
+			recErr = err
+			final = deferred
+		}
 	}
 	if recErr != nil {
 		d.log.Warnf("%s: cannot record the status of <%s>: %v", d.ID, r.Addr, recErr)

@@ -65,6 +65,9 @@ type Notifier interface {
 	NonDelivery(f *queue.File, failed []queue.Status) error
 	// DelayWarning warns the sender that recipients are still deferred.
 	DelayWarning(f *queue.File, delayed []queue.Status) error
+	// Success reports delivered recipients: those with NOTIFY=SUCCESS,
+	// or all of them when the sender requested a report (sendmail -v).
+	Success(f *queue.File, delivered []queue.Status, requested bool) error
 }
 
 // Options configure a queue manager.
@@ -109,6 +112,7 @@ type message struct {
 	entries  int  // deliveries queued or in flight
 	deferred bool // a recipient was deferred in this pass
 	bounced  bool // a recipient was bounced in this pass
+	traced   bool // a success went to the trace log in this pass
 	flush    bool // released by postqueue -f/-i/-s: deliver defer_transports too
 	retry    bool // tried before: it may have status logs from then
 }
@@ -447,7 +451,7 @@ func (m *Manager) schedule(msg *message) {
 // qmgrReport reports a recipient qmgr settles itself, with qmgr's logger.
 func (m *Manager) qmgrReport(msg *message, r *Recipient, state int, st Status) {
 	d := &Delivery{ID: msg.id, Arrival: msg.f.Arrival, file: msg.f, q: m.q, log: m.log,
-		soft: m.p.SoftBounce, decimals: m.p.DelayLoggingResolutionLimit, active: msg.active}
+		soft: m.p.SoftBounce, wantReport: wantsReport(msg.f), decimals: m.p.DelayLoggingResolutionLimit, active: msg.active}
 	switch state {
 	case sent:
 		d.Sent(r, st)
@@ -462,7 +466,15 @@ func (m *Manager) qmgrReport(msg *message, r *Recipient, state int, st Status) {
 	case bounced:
 		msg.bounced = true
 	}
+	msg.traced = msg.traced || r.traced
+	msg.bounced = msg.bounced || r.failedMember
 }
+
+// TraceFlags is the queue file attribute of a message whose sender asked
+// for a report of every delivery (sendmail -v): its value is "record".
+const TraceFlags = "trace_flags"
+
+func wantsReport(f *queue.File) bool { return f.Attr(TraceFlags) == "record" }
 
 // dispatch hands queued entries to idle workers, destination by
 // destination in turn, within each destination's window.
@@ -515,7 +527,7 @@ func (m *Manager) delivery(t *transport, d *dest, e *entry) *Delivery {
 	return &Delivery{
 		ID: f.ID, Transport: t.name, Nexthop: e.nexthop, Sender: f.Sender,
 		Arrival: f.Arrival, Attrs: f.Attrs, Size: f.ContentSize, Recipients: e.rcpts,
-		Ctx: m.o.Hard, file: f, q: m.q, soft: m.p.SoftBounce,
+		Ctx: m.o.Hard, file: f, q: m.q, soft: m.p.SoftBounce, wantReport: wantsReport(f),
 		decimals: m.p.DelayLoggingResolutionLimit, active: e.msg.active,
 		msg: e.msg, dest: d, done: m.done,
 	}
@@ -542,6 +554,8 @@ func (m *Manager) completed(dl *Delivery) {
 		case bounced:
 			msg.bounced = true
 		}
+		msg.traced = msg.traced || r.traced
+		msg.bounced = msg.bounced || r.failedMember
 	}
 	msg.entries--
 	if msg.entries == 0 {
@@ -621,9 +635,21 @@ func (m *Manager) finish(msg *message) {
 			undone = true
 		}
 	}
+	// Successes are reported once the message is done with, as one
+	// notice (expiry below reports them too).
+	if !undone || m.expired(f, now) {
+		if msg.traced || msg.retry && exists(m.q.Path(queue.TraceLog, id)) {
+			if err := m.success(f); err != nil {
+				m.log.Warnf("%s: cannot send the delivery status notification, will retry: %v", id, err)
+				msg.deferred = true
+			} else {
+				os.Remove(m.q.Path(queue.TraceLog, id))
+			}
+		}
+	}
 	if !msg.deferred && !undone {
 		remove := m.q.Remove
-		if !msg.retry && !msg.bounced {
+		if !msg.retry && !msg.bounced && !msg.traced {
 			// New mail delivered at the first attempt has no status
 			// logs: one unlink, not four.
 			remove = m.q.RemoveFile
@@ -703,6 +729,21 @@ func (m *Manager) notify(f *queue.File, log string, expired bool) error {
 		return m.o.Notify.DelayWarning(f, entries)
 	}
 	return m.o.Notify.NonDelivery(f, entries)
+}
+
+// success has the bounce service report the trace log's deliveries.
+func (m *Manager) success(f *queue.File) error {
+	entries, err := m.q.ReadStatus(queue.TraceLog, f.ID)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	if m.o.Notify == nil {
+		return errors.New("no bounce service")
+	}
+	return m.o.Notify.Success(f, entries, wantsReport(f))
 }
 
 // expired reports whether a message has been in the queue longer than its

@@ -136,6 +136,11 @@ func (s *mxSession) Rcpt(to string, opts *gosmtp.RcptOptions) error {
 
 func (s *mxSession) Data(r io.Reader) error {
 	b, _ := io.ReadAll(r)
+	for _, rc := range s.rcpts {
+		if strings.HasPrefix(rc, "datafail") {
+			return &gosmtp.SMTPError{Code: 554, EnhancedCode: gosmtp.EnhancedCode{5, 7, 1}, Message: "content refused"}
+		}
+	}
 	s.mx.mu.Lock()
 	s.mx.msgs = append(s.mx.msgs, fmt.Sprintf("%s %s: %s", s.from, strings.Join(s.rcpts, ","), b))
 	s.mx.mu.Unlock()
@@ -206,7 +211,9 @@ func startMXs(t *testing.T, cert *tls.Certificate, names ...string) ([]*fakeMX, 
 			m := &fakeMX{name: n, ln: lns[i]}
 			m.srv = gosmtp.NewServer(m)
 			m.srv.Domain = n
-			m.srv.EnableDSN = true
+			// A name with "nodsn" stands for a server without DSN.
+			m.srv.EnableDSN = !strings.Contains(n, "nodsn")
+			m.srv.EnableSMTPUTF8 = true
 			if cert != nil {
 				m.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
 			}

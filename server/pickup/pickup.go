@@ -17,6 +17,7 @@ import (
 	"mailsrv/config"
 	"mailsrv/maillog"
 	"mailsrv/queue"
+	"mailsrv/queue/qmgr"
 	"mailsrv/rewrite/cleanup"
 )
 
@@ -98,6 +99,10 @@ func (p *Pickup) one(e queue.Entry) {
 	uid, submitted := f.Attrs["submit_uid"]
 	if owner != os.Geteuid() {
 		uid, submitted = strconv.Itoa(owner), true
+		// Asking for a delivery report is every user's right.
+		if v := f.Attr(qmgr.TraceFlags); v == "record" {
+			env.Attrs[qmgr.TraceFlags] = v
+		}
 	} else {
 		for k, v := range f.Attrs {
 			env.Attrs[k] = v

@@ -20,6 +20,7 @@ import (
 	"mailsrv/internal/peercred"
 	"mailsrv/maillog"
 	"mailsrv/queue"
+	"mailsrv/queue/qmgr"
 	"mailsrv/rewrite/cleanup"
 )
 
@@ -44,6 +45,8 @@ type SubmitRequest struct {
 	SenderSet  bool     `json:"sender_set"` // -f/-r given (else the login name)
 	FullName   string   `json:"full_name,omitempty"`
 	Recipients []string `json:"recipients"`
+	// Report asks for a report of every delivery (sendmail -v).
+	Report bool `json:"report,omitempty"`
 }
 
 // SubmitReply is the server's answer.
@@ -186,6 +189,9 @@ func (s *Submitter) serve(c *net.UnixConn) {
 			return fmt.Sprintf("by %s (%s, from userid %d)\n\tid %s; %s", s.P.Myhostname, s.P.MailName, uid, id, time.Now().Format("Mon, 2 Jan 2006 15:04:05 -0700 (MST)"))
 		},
 	}
+	if req.Report {
+		env.Attrs[qmgr.TraceFlags] = "record"
+	}
 	for _, r := range req.Recipients {
 		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r})
 	}
@@ -299,6 +305,9 @@ func Drop(q *queue.Queue, req SubmitRequest, content io.Reader) (string, error) 
 		w.SetAttr("full_name", req.FullName)
 	}
 	w.SetAttr("submit_uid", strconv.Itoa(os.Getuid()))
+	if req.Report {
+		w.SetAttr(qmgr.TraceFlags, "record")
+	}
 	w.SetSender(req.Sender)
 	for _, r := range req.Recipients {
 		w.AddRecipient(queue.Recipient{Addr: r})

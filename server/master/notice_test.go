@@ -1,0 +1,285 @@
+package master
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	gosmtp "github.com/emersion/go-smtp"
+
+	"mailsrv/delivery/local"
+)
+
+// sendDSN sends one message with DSN NOTIFY on every recipient (nil: no
+// NOTIFY) and, when utf8 is set, with SMTPUTF8.
+func sendDSN(t *testing.T, addr, from string, to []string, notify []gosmtp.DSNNotify, utf8 bool, body string) {
+	t.Helper()
+	c, err := gosmtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Mail(from, &gosmtp.MailOptions{UTF8: utf8}); err != nil {
+		t.Fatalf("MAIL FROM:<%s>: %v", from, err)
+	}
+	for _, r := range to {
+		if err := c.Rcpt(r, &gosmtp.RcptOptions{Notify: notify}); err != nil {
+			t.Fatalf("RCPT TO:<%s>: %v", r, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(w, body)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Quit()
+}
+
+// notice is what Python's email package makes of one notice.
+type notice struct {
+	Subject       string              `json:"subject"`
+	To            string              `json:"to"`
+	From          string              `json:"from"`
+	AutoSubmitted string              `json:"auto_submitted"`
+	References    string              `json:"references"`
+	ReportType    string              `json:"report_type"`
+	Parts         []string            `json:"parts"`
+	Text          string              `json:"text"`
+	PerMessage    map[string]string   `json:"per_message"`
+	Recipients    []map[string]string `json:"recipients"`
+	Original      string              `json:"original"`
+}
+
+// parseMbox has Python's mailbox and email packages read an mbox and
+// describe the notices in it (messages from MAILER-DAEMON).
+func parseMbox(t *testing.T, path string) []notice {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 is needed to parse the notices")
+	}
+	const script = `
+import json, mailbox, sys, email.policy
+out = []
+for m in mailbox.mbox(sys.argv[1], factory=None):
+    msg = email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
+    if 'MAILER-DAEMON' not in str(msg['From']):
+        continue
+    n = {'subject': str(msg['Subject']), 'to': str(msg['To']), 'from': str(msg['From']),
+         'auto_submitted': str(msg['Auto-Submitted']), 'references': str(msg['References'] or ''),
+         'report_type': msg.get_param('report-type') or '', 'parts': [], 'text': '',
+         'per_message': {}, 'recipients': [], 'original': ''}
+    for i, part in enumerate(msg.iter_parts()):
+        ct = part.get_content_type()
+        n['parts'].append(ct)
+        if i == 0:
+            n['text'] = part.get_content()
+        elif ct == 'message/delivery-status':
+            blocks = part.get_payload()
+            n['per_message'] = {k: str(v) for k, v in blocks[0].items()}
+            n['recipients'] = [{k: str(v) for k, v in b.items()} for b in blocks[1:]]
+        elif ct == 'message/global-delivery-status':
+            # Python has no parser for it: blocks of fields, as text.
+            pl = part.get_payload()
+            raw = '\n'.join(x.as_string() for x in pl) if isinstance(pl, list) else str(pl)
+            blocks = [b for b in raw.strip().split('\n\n')]
+            def fields(b):
+                d = {}
+                for line in b.splitlines():
+                    k, _, v = line.partition(':')
+                    d[k.strip()] = v.strip()
+                return d
+            n['per_message'] = fields(blocks[0])
+            n['recipients'] = [fields(b) for b in blocks[1:]]
+        else:
+            pl = part.get_payload()
+            n['original'] = '\n'.join(x.as_string() for x in pl) if isinstance(pl, list) else str(pl)
+    out.append(n)
+print(json.dumps(out))
+`
+	b, err := exec.Command(py, "-c", script, path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("python: %v\n%s", err, b)
+	}
+	var out []notice
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("python output: %v\n%s", err, b)
+	}
+	return out
+}
+
+// TestNotices: each case makes exactly the notices Postfix would, and
+// they parse as RFC 3464 reports: a 5xx at RCPT, a 5xx after DATA, an
+// unknown local user after alias expansion, NOTIFY=SUCCESS through a
+// next hop without DSN (relayed), with DSN (its business: no notice) and
+// to a mailbox (delivered), NOTIFY=NEVER (nothing), SMTPUTF8 mail (RFC
+// 6533 forms), postmaster copies (notify_classes bounce), and a bounce of
+// a null-sender message (to the postmaster once, never back).
+func TestNotices(t *testing.T) {
+	t.Parallel()
+	uid, gid, privs := mailUID()
+	base := t.TempDir()
+	spool := filepath.Join(base, "mail")
+	openDir(t, spool, 0o1777)
+	users := testUsers{}
+	for _, n := range []string{"alice", "pm"} {
+		home := filepath.Join(base, "home", n)
+		openDir(t, home, 0o755)
+		os.Chown(home, uid, gid)
+		users[n] = &local.User{Name: n, UID: uid, GID: gid, Home: home, Shell: "/bin/sh"}
+	}
+	aliases := filepath.Join(base, "aliases")
+	if err := os.WriteFile(aliases, []byte("postmaster pm\nlist alice, ghost\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, port := startMXs(t, nil, "mx.dsn.test", "mx.nodsn.test")
+	d := startDNS(t, map[string]string{"mx.dsn.test": "127.0.0.2", "mx.nodsn.test": "127.0.0.3"},
+		map[string][]string{"dsn.test": {"10 mx.dsn.test"}, "plain.test": {"10 mx.nodsn.test"}})
+	dir, addr, stop := localDaemon(t, users, fmt.Sprintf(`
+myorigin = "$myhostname"
+alias_maps = ["texthash:%s"]
+mail_spool_directory = %q
+default_privs = %q
+smtpd_reject_unlisted_recipient = false
+mailsrv_dns_servers = [%q]
+smtp_tcp_port = %q
+notify_classes = ["bounce", "resource", "software"]
+`, aliases, spool, privs, d.addr, port))
+
+	const me = "alice@mx.example.test"
+	success := []gosmtp.DSNNotify{gosmtp.DSNNotifySuccess}
+	sendDSN(t, addr, me, []string{"bad@dsn.test"}, nil, false, "Subject: rcpt\r\nMessage-ID: <rcpt.1@client.test>\r\n\r\nx\r\n")
+	sendDSN(t, addr, me, []string{"datafail@dsn.test"}, nil, false, "Subject: data\r\n\r\nx\r\n")
+	sendDSN(t, addr, me, []string{"list@mx.example.test"}, nil, false, "Subject: list\r\n\r\nx\r\n")
+	sendDSN(t, addr, me, []string{"ok@plain.test"}, success, false, "Subject: relayed\r\n\r\nx\r\n")
+	sendDSN(t, addr, me, []string{"ok@dsn.test"}, success, false, "Subject: passed on\r\n\r\nx\r\n")
+	sendDSN(t, addr, me, []string{"pm@mx.example.test"}, success, false, "Subject: to a mailbox\r\n\r\nx\r\n")
+	sendDSN(t, addr, me, []string{"bad2@dsn.test"}, []gosmtp.DSNNotify{gosmtp.DSNNotifyNever}, false, "Subject: never\r\n\r\nx\r\n")
+	sendDSN(t, addr, me, []string{"bad3@dsn.test"}, nil, true, "Subject: utf8 Grüße\r\n\r\nx\r\n")
+	sendDSN(t, addr, "", []string{"bad4@dsn.test"}, nil, false, "Subject: a bounce itself\r\n\r\nx\r\n")
+
+	// 9 messages; 4 non-delivery notices with 4 postmaster copies, 2
+	// success notices, 1 double bounce: 20 removals in all.
+	eventuallyLog(t, dir, "every message and notice delivered", func() bool {
+		return queueEmpty(dir) && strings.Count(readLog(dir), ": removed") == 20
+	})
+	stop()
+	log := readLog(dir)
+	for what, want := range map[string]int{
+		"sender non-delivery notification":     4,
+		"postmaster non-delivery notification": 5,
+		"sender delivery status notification":  2,
+		"sender delay notification":            0,
+	} {
+		if got := len(regexp.MustCompile(`bounce\[\d+\]: \w+: `+what+`: \w+`).FindAllString(log, -1)); got != want {
+			t.Errorf("%d %q lines, want %d:\n%s", got, what, want, log)
+		}
+	}
+
+	bySubject := func(ns []notice, orig string) *notice {
+		for i := range ns {
+			if strings.Contains(ns[i].Original, orig) || strings.Contains(ns[i].Text, orig) {
+				return &ns[i]
+			}
+		}
+		t.Errorf("no notice about %q in %+v", orig, ns)
+		return &notice{}
+	}
+	mine := parseMbox(t, filepath.Join(spool, "alice"))
+	if len(mine) != 6 {
+		t.Errorf("alice got %d notices, want 6: %+v", len(mine), mine)
+	}
+	for _, n := range mine {
+		if n.From != "Mail Delivery System <MAILER-DAEMON@mx.example.test>" || n.To != me || n.AutoSubmitted != "auto-replied" || n.ReportType != "delivery-status" {
+			t.Errorf("notice header: %+v", n)
+		}
+		if n.PerMessage["Reporting-MTA"] != "dns; mx.example.test" || n.PerMessage["X-Postfix-Sender"] != "rfc822; "+me || n.PerMessage["Arrival-Date"] == "" {
+			t.Errorf("per-message fields: %+v", n.PerMessage)
+		}
+	}
+	check := func(n *notice, subject string, parts []string, rcpt map[string]string, text ...string) {
+		t.Helper()
+		if n.Subject != subject || strings.Join(n.Parts, " ") != strings.Join(parts, " ") || len(n.Recipients) != 1 {
+			t.Errorf("notice %q: %+v", subject, n)
+			return
+		}
+		for k, v := range rcpt {
+			if n.Recipients[0][k] != v {
+				t.Errorf("notice %q: %s is %q, want %q", subject, k, n.Recipients[0][k], v)
+			}
+		}
+		for _, s := range text {
+			if !strings.Contains(strings.Join(strings.Fields(n.Text), " "), s) {
+				t.Errorf("notice %q: text lacks %q:\n%s", subject, s, n.Text)
+			}
+		}
+	}
+	ndr := []string{"text/plain", "message/delivery-status", "message/rfc822"}
+	n := bySubject(mine, "Subject: rcpt")
+	check(n, "Undelivered Mail Returned to Sender", ndr, map[string]string{
+		"Final-Recipient": "rfc822; bad@dsn.test", "Action": "failed", "Status": "5.1.1",
+		"Remote-MTA": "dns; mx.dsn.test", "Diagnostic-Code": "smtp; 550 5.1.1 no such user"},
+		"<bad@dsn.test>: host mx.dsn.test[127.0.0.2] said: 550 5.1.1 no such user (in reply to RCPT TO command)")
+	if n.References != "<rcpt.1@client.test>" {
+		t.Errorf("References: %q", n.References)
+	}
+	check(bySubject(mine, "Subject: data"), "Undelivered Mail Returned to Sender", ndr, map[string]string{
+		"Final-Recipient": "rfc822; datafail@dsn.test", "Action": "failed", "Status": "5.7.1",
+		"Diagnostic-Code": "smtp; 554 5.7.1 content refused"}, "(in reply to end of DATA command)")
+	check(bySubject(mine, "Subject: list"), "Undelivered Mail Returned to Sender", ndr, map[string]string{
+		"Final-Recipient": "rfc822; ghost@mx.example.test", "Original-Recipient": "rfc822;list@mx.example.test",
+		"Action": "failed", "Status": "5.1.1"},
+		`<ghost@mx.example.test> (expanded from <list@mx.example.test>): unknown user: "ghost"`)
+	headers := []string{"text/plain", "message/delivery-status", "text/rfc822-headers"}
+	check(bySubject(mine, "Subject: relayed"), "Successful Mail Delivery Report", headers, map[string]string{
+		"Final-Recipient": "rfc822; ok@plain.test", "Action": "relayed", "Status": "2.0.0",
+		"Remote-MTA": "dns; mx.nodsn.test"}, "Your message was successfully delivered")
+	check(bySubject(mine, "Subject: to a mailbox"), "Successful Mail Delivery Report", headers, map[string]string{
+		"Final-Recipient": "rfc822; pm@mx.example.test", "Action": "delivered", "Status": "2.0.0"},
+		"<pm@mx.example.test>: delivered to mailbox")
+	check(bySubject(mine, "Subject: utf8"), "Undelivered Mail Returned to Sender",
+		[]string{"text/plain", "message/global-delivery-status", "message/global"}, map[string]string{
+			"Final-Recipient": "rfc822; bad3@dsn.test", "Action": "failed", "Status": "5.1.1"})
+	for _, n := range mine {
+		for _, no := range []string{"passed on", "never", "a bounce itself"} {
+			if strings.Contains(n.Original, "Subject: "+no) {
+				t.Errorf("a notice about %q, which should have none", no)
+			}
+		}
+	}
+
+	// The postmaster: a headers-only copy of each non-delivery notice, and
+	// the bounce of the null-sender message.
+	pm := parseMbox(t, filepath.Join(spool, "pm"))
+	copies := 0
+	for _, n := range pm {
+		switch n.Subject {
+		case "Postmaster Copy: Undelivered Mail":
+			copies++
+			if n.AutoSubmitted != "auto-generated" || n.Parts[2] != "text/rfc822-headers" && n.Parts[2] != "message/global-headers" ||
+				strings.Contains(n.Text, "I'm sorry") {
+				t.Errorf("postmaster copy: %+v", n)
+			}
+		case "Undelivered Mail Returned to Sender":
+			if !strings.Contains(n.Original, "a bounce itself") || n.Recipients[0]["Final-Recipient"] != "rfc822; bad4@dsn.test" {
+				t.Errorf("double bounce: %+v", n)
+			}
+		default:
+			t.Errorf("postmaster got %q", n.Subject)
+		}
+	}
+	if copies != 4 || len(pm) != 5 {
+		t.Errorf("postmaster got %d copies and %d notices in all, want 4 and 5", copies, len(pm))
+	}
+}
