@@ -51,6 +51,10 @@ type Queue struct {
 
 	syncMu  sync.Mutex
 	syncers map[string]*dirSyncer // group commit per directory
+
+	coveredOnce   sync.Once
+	covered       bool // a file's fsync makes its name durable too
+	alwaysSyncDir bool // tests: fsync the directory on any file system
 }
 
 // New opens the queue rooted at dir. hashNames are the queues that use
@@ -362,7 +366,7 @@ func (w *Writer) Commit() error {
 	if cerr := w.f.Close(); w.err == nil {
 		w.err = cerr
 	}
-	if w.err == nil {
+	if w.err == nil && !w.q.nameCovered() {
 		w.err = w.q.dirSync(filepath.Dir(w.path)).Sync()
 		if errors.Is(w.err, fs.ErrPermission) && w.ready != 0 {
 			// A user writing to maildrop may not open the directory

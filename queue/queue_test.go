@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"math/rand"
 	"os"
@@ -296,6 +297,7 @@ func TestFaultInjection(t *testing.T) {
 			q.sync = func(*os.File) error { return syscall.EIO }
 		}},
 		{"fsync of the directory fails", func(q *Queue) {
+			q.alwaysSyncDir = true
 			q.sync = func(f *os.File) error {
 				if st, _ := f.Stat(); st.IsDir() {
 					return syscall.EIO
@@ -613,5 +615,25 @@ func TestRepairAndPurge(t *testing.T) {
 	}
 	if _, err := q.Read(Incoming, id2); err != nil {
 		t.Error("a message was purged")
+	}
+}
+
+// The directory fsync is left out only where a file's fsync covers its
+// name; this machine's test directory is on one of them or not, and
+// either answer must agree with the table.
+func TestFsyncCoversName(t *testing.T) {
+	t.Parallel()
+	for magic, want := range map[int64]bool{0xEF53: true, 0x58465342: true, 0x9123683E: true, 0x01021994: false, 0x6969: false} {
+		if got := fsyncCoversName(magic); got != want {
+			t.Errorf("magic %#x: %v, want %v", magic, got, want)
+		}
+	}
+	q := newQueue(t)
+	var st unix.Statfs_t
+	if err := unix.Statfs(q.Dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if q.nameCovered() != fsyncCoversName(int64(st.Type)) {
+		t.Errorf("nameCovered disagrees with the file system %#x", st.Type)
 	}
 }
