@@ -20,6 +20,19 @@ func (u testUsers) Lookup(name string) (*local.User, bool, error) {
 	return v, ok, nil
 }
 
+// makeUsers gives each name a home under base, owned by uid:gid.
+func makeUsers(t *testing.T, base string, uid, gid int, names ...string) testUsers {
+	t.Helper()
+	users := testUsers{}
+	for _, n := range names {
+		home := filepath.Join(base, "home", n)
+		openDir(t, home, 0o755)
+		os.Chown(home, uid, gid)
+		users[n] = &local.User{Name: n, UID: uid, GID: gid, Home: home, Shell: "/bin/sh"}
+	}
+	return users
+}
+
 // mailUID is the uid the test's users get: as root a real unprivileged
 // uid (nobody), else our own (only root can switch users).
 func mailUID() (uid, gid int, name string) {
@@ -62,13 +75,7 @@ func TestLocalDelivery(t *testing.T) {
 	openDir(t, spool, 0o1777)
 	out := filepath.Join(base, "out")
 	openDir(t, out, 0o777)
-	users := testUsers{}
-	for _, n := range []string{"alice", "bob", "carol"} {
-		home := filepath.Join(base, "home", n)
-		openDir(t, home, 0o755)
-		os.Chown(home, uid, gid)
-		users[n] = &local.User{Name: n, UID: uid, GID: gid, Home: home, Shell: "/bin/sh"}
-	}
+	users := makeUsers(t, base, uid, gid, "alice", "bob", "carol")
 	if err := os.WriteFile(filepath.Join(users["bob"].Home, ".forward"), []byte("# bob's\ncarol, \\bob\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -156,13 +163,7 @@ func TestLocalMaildirAndMore(t *testing.T) {
 	base := t.TempDir()
 	out := filepath.Join(base, "out")
 	openDir(t, out, 0o777)
-	users := testUsers{}
-	for _, n := range []string{"dora", "eve"} {
-		home := filepath.Join(base, "home", n)
-		openDir(t, home, 0o755)
-		os.Chown(home, uid, gid)
-		users[n] = &local.User{Name: n, UID: uid, GID: gid, Home: home, Shell: "/bin/sh"}
-	}
+	users := makeUsers(t, base, uid, gid, "dora", "eve")
 	list := filepath.Join(base, "list")
 	if err := os.WriteFile(list, []byte("dora\n|/bin/true\n"), 0o644); err != nil {
 		t.Fatal(err)

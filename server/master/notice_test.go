@@ -11,8 +11,6 @@ import (
 	"testing"
 
 	gosmtp "github.com/emersion/go-smtp"
-
-	"mailsrv/delivery/local"
 )
 
 // sendDSN sends one message with DSN NOTIFY on every recipient (nil: no
@@ -132,13 +130,7 @@ func TestNotices(t *testing.T) {
 	base := t.TempDir()
 	spool := filepath.Join(base, "mail")
 	openDir(t, spool, 0o1777)
-	users := testUsers{}
-	for _, n := range []string{"alice", "pm"} {
-		home := filepath.Join(base, "home", n)
-		openDir(t, home, 0o755)
-		os.Chown(home, uid, gid)
-		users[n] = &local.User{Name: n, UID: uid, GID: gid, Home: home, Shell: "/bin/sh"}
-	}
+	users := makeUsers(t, base, uid, gid, "alice", "pm")
 	aliases := filepath.Join(base, "aliases")
 	if err := os.WriteFile(aliases, []byte("postmaster pm\nlist alice, ghost\n"), 0o644); err != nil {
 		t.Fatal(err)
