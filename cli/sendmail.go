@@ -188,8 +188,13 @@ func runSendmail(g *globals, cfg *config.Config, o *sendmailOpts, in io.Reader, 
 	}
 	req := pickup.SubmitRequest{Op: "mail", Sender: o.sender, SenderSet: o.senderSet, FullName: o.fullName, Recipients: rcpts,
 		Report: o.verbose}
-	_, err = submitOrDrop(p, req, msg)
-	return err
+	if _, err := submitOrDrop(p, req, msg); err != nil {
+		return err
+	}
+	if o.verbose {
+		fmt.Fprintf(out, "Mail Delivery Status Report will be mailed to <%s>.\n", o.sender)
+	}
+	return nil
 }
 
 // submitOrDrop hands the message to the daemon, or leaves it in maildrop.
@@ -294,63 +299,23 @@ func headerRecipients(msg []byte) []string {
 	return out
 }
 
-// verifyAddresses is sendmail -bv: where each address would go.
+// verifyAddresses is sendmail -bv: a message with no content, flagged
+// for verification only, is queued for the recipients; the delivery
+// agents decide what would become of each without delivering, and the
+// sender gets the answer as a "Mail Delivery Status Report".
 func verifyAddresses(p *config.Params, o *sendmailOpts, out io.Writer) error {
 	if len(o.recipients) == 0 {
 		return exitf(exUsage, "fatal: usage: sendmail -bv address ...")
 	}
-	rw, err := rewrite.New(p)
-	if err != nil {
-		return exitf(exSoftware, "fatal: %v", err)
-	}
-	sender := o.sender
 	if !o.senderSet {
-		sender = loginName()
+		o.sender = loginName()
 	}
-	sender = rw.Canonicalize(sender, rewrite.Local)
-	failed := false
-	for _, a := range o.recipients {
-		canon := rw.Canonicalize(a, rewrite.Local)
-		canon, err := rw.Canonical(canon, rewrite.EnvelopeRecipient)
-		if err != nil {
-			fmt.Fprintf(out, "%s: temporary lookup failure: %v\n", a, err)
-			failed = true
-			continue
-		}
-		res, err := rw.Resolve(canon, sender)
-		if err != nil {
-			fmt.Fprintf(out, "%s: temporary lookup failure: %v\n", a, err)
-			failed = true
-			continue
-		}
-		fmt.Fprintf(out, "%s: canonical <%s>, address class %s\n", a, canon, res.Class)
-		expanded, err := rw.ExpandVirtual(canon)
-		if err != nil {
-			fmt.Fprintf(out, "  virtual alias expansion failed: %v\n", err)
-			failed = true
-			continue
-		}
-		if len(expanded) != 1 || expanded[0] != canon {
-			fmt.Fprintf(out, "  expands to %d address(es) through virtual_alias_maps\n", len(expanded))
-		}
-		for _, e := range expanded {
-			r, err := rw.Resolve(e, sender)
-			if err != nil {
-				fmt.Fprintf(out, "  <%s>: temporary lookup failure: %v\n", e, err)
-				failed = true
-				continue
-			}
-			if r.Error != "" {
-				fmt.Fprintf(out, "  <%s>: undeliverable: %s\n", e, r.Error)
-				failed = true
-				continue
-			}
-			fmt.Fprintf(out, "  <%s>: class %s, transport %s, nexthop %s, recipient <%s>\n", e, r.Class, r.Transport, r.Nexthop, r.Recipient)
-		}
+	req := pickup.SubmitRequest{Op: "mail", Sender: o.sender, SenderSet: o.senderSet, FullName: o.fullName,
+		Recipients: o.recipients, Verify: true}
+	if _, err := submitOrDrop(p, req, nil); err != nil {
+		return err
 	}
-	if failed {
-		return exitf(exNoUser, "")
-	}
+	fmt.Fprintf(out, "Mail Delivery Status Report will be mailed to <%s>.\n", o.sender)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"mailsrv/config"
 	"mailsrv/queue"
+	"mailsrv/queue/qmgr"
 )
 
 func TestSendmailArgs(t *testing.T) {
@@ -98,19 +99,34 @@ func TestSendmailVerify(t *testing.T) {
 	t.Parallel()
 	cfg, file := testConfig(t)
 	var out bytes.Buffer
-	err := runSendmail(&globals{configFile: file}, cfg, &sendmailOpts{mode: "v", recipients: []string{"team", "x@remote.example"}}, nil, &out, &out)
+	// The daemon is down: the request waits in maildrop, flagged
+	// verify-only, for pickup.
+	err := runSendmail(&globals{configFile: file}, cfg, &sendmailOpts{mode: "v", sender: "me", senderSet: true, recipients: []string{"team", "x@remote.example"}}, nil, &out, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `team: canonical <team@our.test>, address class local
-  expands to 2 address(es) through virtual_alias_maps
-  <alice@our.test>: class local, transport local, nexthop mx.our.test, recipient <alice@our.test>
-  <bob@far.example>: class default, transport smtp, nexthop far.example, recipient <bob@far.example>
-x@remote.example: canonical <x@remote.example>, address class default
-  <x@remote.example>: class default, transport smtp, nexthop remote.example, recipient <x@remote.example>
-`
-	if out.String() != want {
-		t.Errorf("-bv output:\n%s\nwant:\n%s", out.String(), want)
+	if want := "Mail Delivery Status Report will be mailed to <me>.\n"; out.String() != want {
+		t.Errorf("-bv said %q, want %q", out.String(), want)
+	}
+	q := queue.FromConfig(cfg.Params)
+	n := 0
+	err = q.Walk(queue.Maildrop, func(e queue.Entry) error {
+		f, err := q.Open(queue.Maildrop, e.ID, false)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		n++
+		if f.Attr(qmgr.TraceFlags) != qmgr.TraceVerify || len(f.Recipients) != 2 || f.Sender != "me" || f.ContentSize != 0 {
+			t.Errorf("maildrop file: flags %q, sender %q, %d recipients, %d bytes", f.Attr(qmgr.TraceFlags), f.Sender, len(f.Recipients), f.ContentSize)
+		}
+		return nil
+	}, nil)
+	if err != nil || n != 1 {
+		t.Fatalf("maildrop: %d files, %v", n, err)
+	}
+	if err := runSendmail(&globals{configFile: file}, cfg, &sendmailOpts{mode: "v"}, nil, &out, &out); err == nil {
+		t.Error("-bv without an address succeeded")
 	}
 }
 

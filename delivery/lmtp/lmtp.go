@@ -208,10 +208,13 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 		if mr.code/100 != 2 {
 			continue // the RCPT replies are for nothing
 		}
-		switch rr.code / 100 {
-		case 2:
+		switch {
+		case rr.code/100 == 2 && d.Verify:
+			// Address verification ends at RCPT.
+			d.Sent(r, qmgr.Status{DSN: rr.dsn(), Text: rr.String(), Relay: relay})
+		case rr.code/100 == 2:
 			accepted = append(accepted, r)
-		case 4:
+		case rr.code/100 == 4:
 			d.Defer(r, st(rr, "RCPT TO command"))
 		default:
 			d.Bounce(r, st(rr, "RCPT TO command"))

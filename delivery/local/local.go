@@ -169,7 +169,14 @@ func (s *state) result(addr, state string, st qmgr.Status) {
 	s.members = append(s.members, qmgr.Member{Addr: addr, State: state, Status: st})
 }
 
+// sent records a delivery: "delivered to mailbox" (local(8)'s words),
+// or under verification what would be done, "delivers to mailbox".
 func (s *state) sent(addr, text string) {
+	if s.d.Verify {
+		if rest, ok := strings.CutPrefix(text, "delivered to "); ok {
+			text = "delivers to " + rest
+		}
+	}
 	s.result(addr, "sent", qmgr.Status{DSN: "2.0.0", Text: text})
 }
 
@@ -574,6 +581,12 @@ func (s *state) unknown(addr, name, local, domain string) {
 // list's copies is owner-NAME when that alias exists.
 func (s *state) forward(addr, name string, targets []string) {
 	p, d := s.a.p, s.d
+	if d.Verify {
+		for _, t := range targets {
+			s.sent(t, "forwards to "+t)
+		}
+		return
+	}
 	sender := d.Sender
 	if p.OwnerRequestSpecial && sender != "" {
 		if _, ok, _, err := s.alias("owner-"+name, "owner-"+name); err == nil && ok {
@@ -661,7 +674,12 @@ func (s *state) deliveredTo(addr string) (bool, error) {
 }
 
 // run runs a job in a child process as u, with the message on stdin.
+// Under verification (sendmail -bv) only reads run: a mailbox, file or
+// command is then taken as deliverable without being touched.
 func (a *Agent) run(d *qmgr.Delivery, u *User, j *job, groups []int) result {
+	if d.Verify && j.Kind != "read" {
+		return result{}
+	}
 	b, err := json.Marshal(j)
 	if err != nil {
 		return result{DSN: "4.3.0", Text: err.Error()}

@@ -256,6 +256,11 @@ func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
 			continue // answers to RCPTs after a refused MAIL
 		}
 		switch {
+		case rr.code/100 == 2 && d.Verify:
+			// Address verification ends at RCPT: the server's
+			// answer is the answer.
+			d.Sent(r, status(qmgr.Status{DSN: rr.dsn(), Text: rr.String(), Relay: s.relay, MTA: s.srv.host,
+				DiagType: "smtp", DiagText: rr.String()}))
 		case rr.code/100 == 2:
 			accepted = append(accepted, r)
 		case rr.code == 421:

@@ -106,6 +106,14 @@ func (a *Agent) one(d *qmgr.Delivery, r *qmgr.Recipient) {
 		d.Bounce(r, qmgr.Status{DSN: "5.4.6", Text: "mail forwarding loop for " + rcpt, Relay: "virtual"})
 		return
 	}
+	what := "mailbox"
+	if maildir {
+		what = "maildir"
+	}
+	if d.Verify {
+		d.Sent(r, qmgr.Status{DSN: "2.0.0", Text: "delivers to " + what, Relay: "virtual"})
+		return
+	}
 	write := func() error {
 		if maildir {
 			_, err := mailbox.Maildir(path, env, d.Content(), a.hostname)
@@ -140,10 +148,6 @@ func (a *Agent) one(d *qmgr.Delivery, r *qmgr.Recipient) {
 		}
 		d.Defer(r, st)
 		return
-	}
-	what := "mailbox"
-	if maildir {
-		what = "maildir"
 	}
 	d.Sent(r, qmgr.Status{DSN: "2.0.0", Text: "delivered to " + what, Relay: "virtual"})
 }

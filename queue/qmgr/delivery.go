@@ -35,6 +35,12 @@ type Delivery struct {
 	// Ctx ends when the daemon's stop deadline has passed: long work
 	// (commands, network) must then give up; the queue keeps the rest.
 	Ctx context.Context
+	// Verify is set for an address verification request (sendmail
+	// -bv): the agent decides whether each recipient is deliverable,
+	// as far as it can without delivering (local expands aliases and
+	// .forward, smtp and lmtp stop after RCPT), and delivers nothing.
+	// Its Sent means "deliverable", Defer and Bounce "undeliverable".
+	Verify bool
 
 	file       *queue.File
 	q          *queue.Queue
@@ -188,6 +194,10 @@ func (d *Delivery) report(r *Recipient, state int, st Status) {
 		st.DSN = map[int]string{sent: "2.0.0", deferred: "4.0.0", bounced: "5.0.0"}[state]
 	}
 	now := time.Now()
+	if d.Verify {
+		d.verified(r, state, st, setup, now)
+		return
+	}
 	word := map[int]string{sent: "sent", deferred: "deferred", bounced: "bounced"}[state]
 	d.log.Infof("%s: %s", d.ID, logLine(r, st, word, d.Arrival, d.active, d.handed, setup, now, d.decimals))
 
@@ -214,6 +224,29 @@ func (d *Delivery) report(r *Recipient, state int, st Status) {
 		}
 		d.mu.Unlock()
 	}
+}
+
+// verified records the answer to a verification request: logged as
+// status=deliverable or status=undeliverable, recorded in the trace log
+// for the report to the sender, and the recipient is done either way (a
+// temporary failure is an answer too, as in Postfix: it is not retried).
+func (d *Delivery) verified(r *Recipient, state int, st Status, setup, now time.Time) {
+	word := "deliverable"
+	if state != sent {
+		word = "undeliverable"
+	}
+	d.log.Infof("%s: %s", d.ID, logLine(r, st, word, d.Arrival, d.active, d.handed, setup, now, d.decimals))
+	d.traceEntry(r, d.entry(r, st, word))
+	if err := d.file.MarkDone(r.rec); err != nil {
+		d.log.Warnf("%s: cannot record the status of <%s>: %v", d.ID, r.Addr, err)
+		d.mu.Lock()
+		r.state = deferred
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Lock()
+	r.state = sent
+	d.mu.Unlock()
 }
 
 // trace records a success for a notice: when the recipient asked with
@@ -361,6 +394,10 @@ func (d *Delivery) Members(r *Recipient, members []Member) {
 	if orig == "" {
 		orig = r.Addr
 	}
+	if d.Verify {
+		d.verifiedMembers(r, members, orig, setup, now)
+		return
+	}
 	anyDeferred, expanded := false, false
 	var recErr error
 	for _, m := range members {
@@ -425,6 +462,44 @@ func (d *Delivery) Members(r *Recipient, members []Member) {
 			recErr = err
 			final = deferred
 		}
+	}
+	if recErr != nil {
+		d.log.Warnf("%s: cannot record the status of <%s>: %v", d.ID, r.Addr, recErr)
+	}
+	d.mu.Lock()
+	r.state = final
+	d.mu.Unlock()
+}
+
+// verifiedMembers records the answer for each member of an expansion of
+// a recipient under verification; the recipient is then done.
+func (d *Delivery) verifiedMembers(r *Recipient, members []Member, orig string, setup, now time.Time) {
+	var recErr error
+	for _, m := range members {
+		st := m.Status
+		if st.Relay == "" {
+			st.Relay = "none"
+		}
+		word := "deliverable"
+		if m.State != "sent" {
+			word = "undeliverable"
+		}
+		mr := &Recipient{Addr: m.Addr, Orig: orig}
+		if m.Addr == "" {
+			mr.Addr, mr.Orig = r.Addr, r.Orig
+		}
+		d.log.Infof("%s: %s", d.ID, logLine(mr, st, word, d.Arrival, d.active, d.handed, setup, now, d.decimals))
+		e := d.entry(r, st, word)
+		e.Recipient, e.Original = mr.Addr, orig
+		if m.Addr == "" {
+			e.Original = r.Orig
+		}
+		d.traceEntry(r, e)
+	}
+	final := sent
+	if err := d.file.MarkDone(r.rec); err != nil {
+		recErr = err
+		final = deferred
 	}
 	if recErr != nil {
 		d.log.Warnf("%s: cannot record the status of <%s>: %v", d.ID, r.Addr, recErr)

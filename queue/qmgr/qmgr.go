@@ -451,7 +451,8 @@ func (m *Manager) schedule(msg *message) {
 // qmgrReport reports a recipient qmgr settles itself, with qmgr's logger.
 func (m *Manager) qmgrReport(msg *message, r *Recipient, state int, st Status) {
 	d := &Delivery{ID: msg.id, Arrival: msg.f.Arrival, file: msg.f, q: m.q, log: m.log,
-		soft: m.p.SoftBounce, wantReport: wantsReport(msg.f), decimals: m.p.DelayLoggingResolutionLimit, active: msg.active}
+		soft: m.p.SoftBounce, wantReport: wantsReport(msg.f), Verify: verifyOnly(msg.f),
+		decimals: m.p.DelayLoggingResolutionLimit, active: msg.active}
 	switch state {
 	case sent:
 		d.Sent(r, st)
@@ -471,10 +472,22 @@ func (m *Manager) qmgrReport(msg *message, r *Recipient, state int, st Status) {
 }
 
 // TraceFlags is the queue file attribute of a message whose sender asked
-// for a report of every delivery (sendmail -v): its value is "record".
+// for a report of every recipient: "record" (sendmail -v: delivered, and
+// reported) or "verify" (sendmail -bv: only verified, and reported).
 const TraceFlags = "trace_flags"
 
-func wantsReport(f *queue.File) bool { return f.Attr(TraceFlags) == "record" }
+// The values of TraceFlags.
+const (
+	TraceRecord = "record"
+	TraceVerify = "verify"
+)
+
+func wantsReport(f *queue.File) bool {
+	v := f.Attr(TraceFlags)
+	return v == TraceRecord || v == TraceVerify
+}
+
+func verifyOnly(f *queue.File) bool { return f.Attr(TraceFlags) == TraceVerify }
 
 // dispatch hands queued entries to idle workers, destination by
 // destination in turn, within each destination's window.
@@ -527,7 +540,7 @@ func (m *Manager) delivery(t *transport, d *dest, e *entry) *Delivery {
 	return &Delivery{
 		ID: f.ID, Transport: t.name, Nexthop: e.nexthop, Sender: f.Sender,
 		Arrival: f.Arrival, Attrs: f.Attrs, Size: f.ContentSize, Recipients: e.rcpts,
-		Ctx: m.o.Hard, file: f, q: m.q, soft: m.p.SoftBounce, wantReport: wantsReport(f),
+		Ctx: m.o.Hard, file: f, q: m.q, soft: m.p.SoftBounce, wantReport: wantsReport(f), Verify: verifyOnly(f),
 		decimals: m.p.DelayLoggingResolutionLimit, active: e.msg.active,
 		msg: e.msg, dest: d, done: m.done,
 	}

@@ -9,8 +9,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+
+	"mailsrv/server/pickup"
 )
 
 // sendDSN sends one message with DSN NOTIFY on every recipient (nil: no
@@ -273,5 +276,123 @@ notify_classes = ["bounce", "resource", "software"]
 	}
 	if copies != 4 || len(pm) != 5 {
 		t.Errorf("postmaster got %d copies and %d notices in all, want 4 and 5", copies, len(pm))
+	}
+}
+
+// TestVerifyReport: sendmail -bv queues a verification request that the
+// agents answer without delivering (local expands an alias and decides
+// on its members; the smtp client stops after RCPT), logged as
+// status=deliverable/undeliverable, and the sender gets one "Mail
+// Delivery Status Report" with every recipient. sendmail -v delivers
+// and reports the same way.
+func TestVerifyReport(t *testing.T) {
+	t.Parallel()
+	uid, gid, privs := mailUID()
+	base := t.TempDir()
+	spool := filepath.Join(base, "mail")
+	openDir(t, spool, 0o1777)
+	users := makeUsers(t, base, uid, gid, "alice", "bob")
+	aliases := filepath.Join(base, "aliases")
+	if err := os.WriteFile(aliases, []byte("list bob, ghost, far@dsn.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mxs, port := startMXs(t, nil, "mx.dsn.test")
+	d := startDNS(t, map[string]string{"mx.dsn.test": "127.0.0.2"}, map[string][]string{"dsn.test": {"10 mx.dsn.test"}})
+	dir, _, stop := localDaemon(t, users, fmt.Sprintf(`
+myorigin = "$myhostname"
+alias_maps = ["texthash:%s"]
+mail_spool_directory = %q
+default_privs = %q
+mailsrv_dns_servers = [%q]
+smtp_tcp_port = %q
+`, aliases, spool, privs, d.addr, port))
+	queueDir := filepath.Join(dir, "spool")
+
+	req := pickup.SubmitRequest{Op: "mail", Sender: "alice", SenderSet: true, Verify: true,
+		Recipients: []string{"list", "ok@dsn.test", "bad@dsn.test", "nobody"}}
+	if _, err := pickup.Submit(queueDir, req, strings.NewReader(""), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyLog(t, dir, "the verification and its report", func() bool {
+		return queueEmpty(dir) && strings.Count(readLog(dir), ": removed") == 2
+	})
+	log := readLog(dir)
+	for _, re := range []string{
+		`local\[\d+\]: \w+: to=<bob@mx.example.test>, orig_to=<list>, relay=local, .*dsn=2.0.0, status=deliverable \(delivers to mailbox\)`,
+		`local\[\d+\]: \w+: to=<ghost@mx.example.test>, orig_to=<list>, relay=local, .*dsn=5.1.1, status=undeliverable \(unknown user: "ghost"\)`,
+		`local\[\d+\]: \w+: to=<far@dsn.test>, orig_to=<list>, relay=local, .*status=deliverable \(forwards to far@dsn.test\)`,
+		`smtp\[\d+\]: \w+: to=<ok@dsn.test>, relay=mx.dsn.test\[127.0.0.2\]:\d+, .*dsn=2.0.0, status=deliverable \(250 2.0.0 .*\)`,
+		`smtp\[\d+\]: \w+: to=<bad@dsn.test>, relay=mx.dsn.test\[127.0.0.2\]:\d+, .*dsn=5.1.1, status=undeliverable \(host mx.dsn.test\[127.0.0.2\] said: 550 5.1.1 no such user \(in reply to RCPT TO command\)\)`,
+		`local\[\d+\]: \w+: to=<nobody@mx.example.test>, orig_to=<nobody>, relay=local, .*status=undeliverable \(unknown user: "nobody"\)`,
+		`bounce\[\d+\]: \w+: sender delivery status notification: \w+`,
+	} {
+		if !regexp.MustCompile(re).MatchString(log) {
+			t.Errorf("mail log lacks %s:\n%s", re, log)
+		}
+	}
+	if strings.Contains(log, "status=sent") && !strings.Contains(log, "to=<alice@mx.example.test>") {
+		t.Errorf("something was delivered:\n%s", log)
+	}
+	if m := mxs[0].messages(); len(m) != 0 {
+		t.Errorf("the MX got a message: %q", m)
+	}
+	if _, err := os.Stat(filepath.Join(spool, "bob")); err == nil {
+		t.Error("bob's mailbox was written")
+	}
+	if strings.Contains(log, "forwarded as") {
+		t.Error("the alias's remote member was forwarded")
+	}
+
+	ns := parseMbox(t, filepath.Join(spool, "alice"))
+	if len(ns) != 1 {
+		t.Fatalf("alice got %d notices, want the one report: %+v", len(ns), ns)
+	}
+	n := ns[0]
+	if n.Subject != "Mail Delivery Status Report" || n.ReportType != "delivery-status" ||
+		strings.Join(n.Parts, " ") != "text/plain message/delivery-status text/rfc822-headers" {
+		t.Errorf("report: %+v", n)
+	}
+	if !strings.Contains(n.Text, "Enclosed is the mail delivery report that you requested.") {
+		t.Errorf("report text:\n%s", n.Text)
+	}
+	got := map[string]string{}
+	for _, r := range n.Recipients {
+		got[r["Final-Recipient"]] = r["Action"] + " " + r["Status"]
+	}
+	want := map[string]string{
+		"rfc822; bob@mx.example.test":    "deliverable 2.0.0",
+		"rfc822; ghost@mx.example.test":  "undeliverable 5.1.1",
+		"rfc822; far@dsn.test":           "deliverable 2.0.0",
+		"rfc822; ok@dsn.test":            "deliverable 2.0.0",
+		"rfc822; bad@dsn.test":           "undeliverable 5.1.1",
+		"rfc822; nobody@mx.example.test": "undeliverable 5.1.1",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("report recipients:\n got %v\nwant %v", got, want)
+	}
+
+	// sendmail -v: delivered, then the same kind of report.
+	req = pickup.SubmitRequest{Op: "mail", Sender: "alice", SenderSet: true, Report: true, Recipients: []string{"bob", "ok@dsn.test"}}
+	if _, err := pickup.Submit(queueDir, req, strings.NewReader("Subject: verbose\n\nhi\n"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyLog(t, dir, "the delivery and its report", func() bool {
+		return queueEmpty(dir) && strings.Count(readLog(dir), ": removed") == 4
+	})
+	stop()
+	if m := mxs[0].messages(); len(m) != 1 || !strings.Contains(m[0], "verbose") {
+		t.Errorf("the MX got %q", m)
+	}
+	ns = parseMbox(t, filepath.Join(spool, "alice"))
+	if len(ns) != 2 {
+		t.Fatalf("alice got %d notices, want 2", len(ns))
+	}
+	got = map[string]string{}
+	for _, r := range ns[1].Recipients {
+		got[r["Final-Recipient"]] = r["Action"] + " " + r["Status"]
+	}
+	want = map[string]string{"rfc822; bob@mx.example.test": "delivered 2.0.0", "rfc822; ok@dsn.test": "relayed 2.0.0"}
+	if ns[1].Subject != "Mail Delivery Status Report" || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("-v report %q: got %v, want %v", ns[1].Subject, got, want)
 	}
 }

@@ -99,8 +99,9 @@ func (p *Pickup) one(e queue.Entry) {
 	uid, submitted := f.Attrs["submit_uid"]
 	if owner != os.Geteuid() {
 		uid, submitted = strconv.Itoa(owner), true
-		// Asking for a delivery report is every user's right.
-		if v := f.Attr(qmgr.TraceFlags); v == "record" {
+		// Asking for a delivery report or a verification is every
+		// user's right.
+		if v := f.Attr(qmgr.TraceFlags); v == qmgr.TraceRecord || v == qmgr.TraceVerify {
 			env.Attrs[qmgr.TraceFlags] = v
 		}
 	} else {

@@ -47,6 +47,20 @@ type SubmitRequest struct {
 	Recipients []string `json:"recipients"`
 	// Report asks for a report of every delivery (sendmail -v).
 	Report bool `json:"report,omitempty"`
+	// Verify asks for a report of how each recipient would be
+	// delivered, without delivering (sendmail -bv).
+	Verify bool `json:"verify,omitempty"`
+}
+
+// traceFlags is the queue file's trace_flags for a request ("" = none).
+func (req SubmitRequest) traceFlags() string {
+	switch {
+	case req.Verify:
+		return qmgr.TraceVerify
+	case req.Report:
+		return qmgr.TraceRecord
+	}
+	return ""
 }
 
 // SubmitReply is the server's answer.
@@ -189,8 +203,8 @@ func (s *Submitter) serve(c *net.UnixConn) {
 			return fmt.Sprintf("by %s (%s, from userid %d)\n\tid %s; %s", s.P.Myhostname, s.P.MailName, uid, id, time.Now().Format("Mon, 2 Jan 2006 15:04:05 -0700 (MST)"))
 		},
 	}
-	if req.Report {
-		env.Attrs[qmgr.TraceFlags] = "record"
+	if v := req.traceFlags(); v != "" {
+		env.Attrs[qmgr.TraceFlags] = v
 	}
 	for _, r := range req.Recipients {
 		env.Recipients = append(env.Recipients, queue.Recipient{Addr: r})
@@ -305,8 +319,8 @@ func Drop(q *queue.Queue, req SubmitRequest, content io.Reader) (string, error) 
 		w.SetAttr("full_name", req.FullName)
 	}
 	w.SetAttr("submit_uid", strconv.Itoa(os.Getuid()))
-	if req.Report {
-		w.SetAttr(qmgr.TraceFlags, "record")
+	if v := req.traceFlags(); v != "" {
+		w.SetAttr(qmgr.TraceFlags, v)
 	}
 	w.SetSender(req.Sender)
 	for _, r := range req.Recipients {
