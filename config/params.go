@@ -158,6 +158,7 @@ type Params struct {
 	SmtpdSoftErrorLimit              int           `pf:"smtpd_soft_error_limit" def:"10" doc:"errors before smtpd slows down its replies"`
 	SmtpdErrorSleepTime              time.Duration `pf:"smtpd_error_sleep_time" unit:"s" def:"1s" doc:"reply delay once the soft error limit is reached"`
 	SmtpdJunkCommandLimit            int           `pf:"smtpd_junk_command_limit" def:"100" doc:"NOOP/VRFY/ETRN/RSET commands before each one counts as an error"`
+	SmtpdHistoryFlushThreshold       int           `pf:"smtpd_history_flush_threshold" def:"100" doc:"lines of session transcript kept for a postmaster notice before EHLO, RSET or end of DATA starts a new one"`
 	SmtpdHeloRequired                bool          `pf:"smtpd_helo_required" def:"no" doc:"require HELO or EHLO before MAIL FROM"`
 	DisableVrfyCommand               bool          `pf:"disable_vrfy_command" def:"no" doc:"turn off the VRFY command"`
 	SmtpdDelayReject                 bool          `pf:"smtpd_delay_reject" def:"yes" doc:"evaluate client, helo and sender restrictions at RCPT TO"`

@@ -54,6 +54,11 @@ type session struct {
 
 	txn  txn
 	line []byte // reused command buffer
+
+	// The transcript for a postmaster notice (notify_classes), and the
+	// problem classes met since it started.
+	history  []string
+	problems int
 }
 
 // txn is the mail transaction in progress.
@@ -173,6 +178,7 @@ func (s *session) run() {
 		}
 		_ = s.bw.Flush()
 		s.abortTxn()
+		s.chatReset(0)
 		srv.log.Infof("disconnect from %s%s", s.namaddr(), s.stats())
 	}()
 	s.setPolicy()
@@ -299,8 +305,11 @@ func (s *session) send(r Reply) {
 		case <-s.ctx.Done():
 		}
 	}
-	s.bw.WriteString(r.String())
+	text := r.String()
+	s.bw.WriteString(text)
 	s.bw.WriteString("\r\n")
+	s.record("Out: ", text)
+	s.problem(problemOf(r))
 }
 
 // fail sends an error reply that counts toward the error limits.
@@ -316,6 +325,9 @@ func (s *session) logReject(what string, r Reply) {
 }
 
 func (s *session) logRejectTo(what string, r Reply, rcpt string) {
+	if what == "reject" && problemOf(r) == 0 {
+		s.problem(problemPolicy)
+	}
 	id := "NOQUEUE"
 	if s.txn.msg != nil {
 		id = s.txn.msg.ID()
@@ -437,6 +449,17 @@ func (s *session) command(line string) {
 		s.lastCmd = "UNKNOWN"
 	} else {
 		s.lastCmd = uverb
+	}
+	switch cmd {
+	case cmdAuth:
+		// Never a credential in a transcript.
+		mech, _, _ := strings.Cut(arg, " ")
+		s.record("In:  ", verb+" "+mech)
+	case cmdEhlo, cmdRset:
+		s.chatReset(s.srv.p.SmtpdHistoryFlushThreshold)
+		fallthrough
+	default:
+		s.record("In:  ", line)
 	}
 	if s.srv.p.SmtpdForbidUnauthPipelining && lastInGroup[cmd] && s.br.Buffered() > 0 && !s.stdio {
 		s.counts[cmd][1]++
@@ -575,6 +598,7 @@ func (s *session) cmdHelo(arg string, ehlo bool) Reply {
 			sep = " "
 		}
 		s.bw.WriteString("250" + sep + l + "\r\n")
+		s.record("Out: ", "250"+sep+l)
 	}
 	s.counts[cmdEhlo][0]++
 	return Reply{}
@@ -902,6 +926,7 @@ func (s *session) finishMessage(m Message, body *content) Reply {
 		s.logReject("reject", r)
 		return r
 	}
+	s.chatReset(s.srv.p.SmtpdHistoryFlushThreshold)
 	return Reply{250, "2.0.0", "Ok: queued as " + m.ID()}
 }
 

@@ -76,6 +76,9 @@ type Server struct {
 	rw    *rewrite.Rewriter
 	queue Queue
 	limit int // concurrent sessions (the service's process_limit)
+	// notify is the problem classes of notify_classes whose sessions
+	// end with a transcript to error_notice_recipient.
+	notify int
 
 	check              *checker
 	mynetworks         *clientList
@@ -153,7 +156,7 @@ type Options struct {
 func New(o Options) (*Server, error) {
 	p := o.Params
 	s := &Server{p: p, name: o.Service, log: o.Log, rw: o.Rewrite, queue: o.Queue, limit: o.Limit,
-		resolver: o.Resolver, clients: map[netip.Addr]int{}}
+		resolver: o.Resolver, clients: map[netip.Addr]int{}, notify: notifyMask(o.Params.NotifyClasses)}
 	if s.limit <= 0 {
 		s.limit = p.DefaultProcessLimit
 	}
