@@ -255,6 +255,7 @@ type Params struct {
 	DelayNoticeRecipient     string   `pf:"delay_notice_recipient" def:"postmaster" doc:"receives delay notices for notify_classes delay"`
 	ErrorNoticeRecipient     string   `pf:"error_notice_recipient" def:"postmaster" doc:"receives protocol, policy, resource and software notices"`
 	BounceSizeLimit          int      `pf:"bounce_size_limit" def:"50000" doc:"most bytes of the original message returned in a bounce"`
+	BounceTemplateFile       string   `pf:"bounce_template_file" kind:"path" def:"" doc:"bounce(5) templates replacing the text of notices (empty: Postfix's)"`
 	DoubleBounceSender       string   `pf:"double_bounce_sender" def:"double-bounce" doc:"sender of postmaster notices; mail to it is discarded"`
 
 	// lmtp client.

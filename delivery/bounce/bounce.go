@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"mime"
 	"slices"
 	"strings"
 	"time"
@@ -30,48 +31,40 @@ import (
 
 // Service sends notices.
 type Service struct {
-	P       *config.Params
-	Cleanup *cleanup.Cleanup
-	Log     *maillog.Logger // tagged bounce
+	P         *config.Params
+	Cleanup   *cleanup.Cleanup
+	Log       *maillog.Logger // tagged bounce
+	templates map[string]template
 }
 
-// notice is one kind of notice: its wording and what it carries.
+// New makes the service, with the templates of bounce_template_file.
+func New(p *config.Params, c *cleanup.Cleanup, log *maillog.Logger) (*Service, error) {
+	t, err := loadTemplates(p.BounceTemplateFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{P: p, Cleanup: c, Log: log, templates: t}, nil
+}
+
+// notice is one kind of notice: its template and what it carries.
 type notice struct {
-	subject string
-	log     string // what the log line calls it
-	action  string // the DSN Action of entries that have none
-	intro   []string
-	// postmaster copies carry the headers only and are auto-generated
-	// rather than auto-replied.
+	template string // bounce(5) template name
+	log      string // what the log line calls it
+	action   string // the DSN Action of entries that have none
+	// postmaster copies carry the headers only, no template text, and
+	// are auto-generated rather than auto-replied.
 	postmaster bool
 	delay      bool // Will-Retry-Until lines
 	full       bool // the whole original, unless RET=HDRS or too large
 }
 
 var (
-	nonDelivery = notice{subject: "Undelivered Mail Returned to Sender", log: "sender non-delivery notification",
-		action: "failed", full: true, intro: []string{
-			"I'm sorry to have to inform you that your message could not",
-			"be delivered to one or more recipients. It's attached below.",
-			"",
-			"For further assistance, please send mail to postmaster.",
-			"",
-			"If you do so, please include this problem report. You can",
-			"delete your own text from the attached returned message."}}
-	nonDeliveryCopy = notice{subject: "Postmaster Copy: Undelivered Mail", log: "postmaster non-delivery notification",
-		action: "failed", postmaster: true}
-	delayWarning = notice{subject: "Delayed Mail (still being retried)", log: "sender delay notification",
-		action: "delayed", delay: true}
-	delayCopy = notice{subject: "Postmaster Warning: Delayed Mail", log: "postmaster delay notification",
-		action: "delayed", delay: true, postmaster: true}
-	success = notice{subject: "Successful Mail Delivery Report", log: "sender delivery status notification",
-		action: "delivered", intro: []string{
-			"Your message was successfully delivered to the destination(s)",
-			"listed below. If the message was delivered to mailbox you will",
-			"receive no further notifications. Otherwise you may still receive",
-			"notifications of mail delivery errors from other systems."}}
-	report = notice{subject: "Mail Delivery Status Report", log: "sender delivery status notification",
-		action: "delivered", intro: []string{"Enclosed is the mail delivery report that you requested."}}
+	nonDelivery     = notice{template: "failure_template", log: "sender non-delivery notification", action: "failed", full: true}
+	nonDeliveryCopy = notice{template: "failure_template", log: "postmaster non-delivery notification", action: "failed", postmaster: true}
+	delayWarning    = notice{template: "delay_template", log: "sender delay notification", action: "delayed", delay: true}
+	delayCopy       = notice{template: "delay_template", log: "postmaster delay notification", action: "delayed", delay: true, postmaster: true}
+	success         = notice{template: "success_template", log: "sender delivery status notification", action: "delivered"}
+	report          = notice{template: "verify_template", log: "sender delivery status notification", action: "delivered"}
 )
 
 // NonDelivery returns failed recipients to the sender, with a headers-only
@@ -192,9 +185,17 @@ func (s *Service) compose(w *bytes.Buffer, f *queue.File, entries []queue.Status
 	p := s.P
 	host := p.Myhostname
 	utf8 := f.Attr("smtputf8") != ""
+	t, ok := s.templates[n.template]
+	if !ok {
+		t = builtinTemplates[n.template]
+	}
+	subject := t.subject
+	if n.postmaster && t.pmSubject != "" {
+		subject = t.pmSubject
+	}
 	boundary := fmt.Sprintf("%s.%d/%s", f.ID, time.Now().Unix(), host)
-	fmt.Fprintf(w, "From: Mail Delivery System <MAILER-DAEMON@%s>\n", p.Myorigin)
-	fmt.Fprintf(w, "Subject: %s\n", n.subject)
+	fmt.Fprintf(w, "From: %s\n", qualify(t.from, p.Myorigin))
+	fmt.Fprintf(w, "Subject: %s\n", mime.QEncoding.Encode(strings.ToLower(t.charset), subject))
 	fmt.Fprintf(w, "To: %s\n", to)
 	if id := messageID(f); id != "" {
 		fmt.Fprintf(w, "References: %s\nIn-Reply-To: %s\n", id, id)
@@ -209,28 +210,16 @@ func (s *Service) compose(w *bytes.Buffer, f *queue.File, entries []queue.Status
 	w.WriteString("Content-Transfer-Encoding: 8bit\n\n")
 	w.WriteString("This is a MIME-encapsulated message.\n\n")
 
-	charset := "us-ascii"
+	charset := t.charset
 	if utf8 {
 		charset = "utf-8"
 	}
 	fmt.Fprintf(w, "--%s\nContent-Description: Notification\nContent-Type: text/plain; charset=%s\n\n", boundary, charset)
-	fmt.Fprintf(w, "This is the mail system at host %s.\n\n", host)
-	switch {
-	case n.postmaster:
-		// The postmaster gets the facts, not the letter to the sender.
-	case n.delay:
-		w.WriteString("####################################################################\n")
-		w.WriteString("# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #\n")
-		w.WriteString("####################################################################\n\n")
-		fmt.Fprintf(w, "Your message could not be delivered for more than %s. It will\nbe retried until it is %s old.\n\n",
-			human(time.Since(f.Arrival)), human(p.MaximalQueueLifetime))
-		w.WriteString("For further assistance, please send mail to postmaster.\n\n")
-		w.WriteString("If you do so, please include this problem report. You can\n")
-		w.WriteString("delete your own text from the attached returned message.\n\n")
-	default:
-		w.WriteString(strings.Join(n.intro, "\n") + "\n\n")
+	if !n.postmaster {
+		// The postmaster gets the facts, not the letter to the sender
+		// (Postfix writes no template text in its copies either).
+		w.WriteString(expand(t.text, p) + "\n")
 	}
-	w.WriteString("                   The mail system\n\n")
 	for _, e := range entries {
 		who := "<" + e.Recipient + ">"
 		if e.Original != "" && !strings.EqualFold(e.Original, e.Recipient) {
@@ -362,16 +351,4 @@ func wrap(text string, width int, indent string) string {
 		col += len(word)
 	}
 	return out.String()
-}
-
-func human(d time.Duration) string {
-	switch {
-	case d >= 48*time.Hour:
-		return fmt.Sprintf("%d days", int(d.Hours()/24))
-	case d >= 2*time.Hour:
-		return fmt.Sprintf("%d hours", int(d.Hours()))
-	case d >= 2*time.Minute:
-		return fmt.Sprintf("%d minutes", int(d.Minutes()))
-	}
-	return fmt.Sprintf("%d seconds", int(d.Seconds()))
 }

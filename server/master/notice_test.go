@@ -13,6 +13,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"mailsrv/queue"
 	"mailsrv/server/pickup"
 )
 
@@ -196,7 +197,7 @@ notify_classes = ["bounce", "resource", "software"]
 		t.Errorf("alice got %d notices, want 6: %+v", len(mine), mine)
 	}
 	for _, n := range mine {
-		if n.From != "Mail Delivery System <MAILER-DAEMON@mx.example.test>" || n.To != me || n.AutoSubmitted != "auto-replied" || n.ReportType != "delivery-status" {
+		if n.From != "MAILER-DAEMON@mx.example.test" /* Python drops the comment */ || n.To != me || n.AutoSubmitted != "auto-replied" || n.ReportType != "delivery-status" {
 			t.Errorf("notice header: %+v", n)
 		}
 		if n.PerMessage["Reporting-MTA"] != "dns; mx.example.test" || n.PerMessage["X-Postfix-Sender"] != "rfc822; "+me || n.PerMessage["Arrival-Date"] == "" {
@@ -296,6 +297,12 @@ func TestVerifyReport(t *testing.T) {
 	if err := os.WriteFile(aliases, []byte("list bob, ghost, far@dsn.test\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// bounce_template_file replaces the reports' wording (verify_template
+	// serves -bv and -v, as in Postfix).
+	templates := filepath.Join(base, "bounce.cf")
+	if err := os.WriteFile(templates, []byte("verify_template = <<END\nSubject: Address check for you\n\nThis is $myhostname checking addresses.\nEND\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	mxs, port := startMXs(t, nil, "mx.dsn.test")
 	d := startDNS(t, map[string]string{"mx.dsn.test": "127.0.0.2"}, map[string][]string{"dsn.test": {"10 mx.dsn.test"}})
 	dir, _, stop := localDaemon(t, users, fmt.Sprintf(`
@@ -305,7 +312,8 @@ mail_spool_directory = %q
 default_privs = %q
 mailsrv_dns_servers = [%q]
 smtp_tcp_port = %q
-`, aliases, spool, privs, d.addr, port))
+bounce_template_file = %q
+`, aliases, spool, privs, d.addr, port, templates))
 	queueDir := filepath.Join(dir, "spool")
 
 	req := pickup.SubmitRequest{Op: "mail", Sender: "alice", SenderSet: true, Verify: true,
@@ -348,11 +356,11 @@ smtp_tcp_port = %q
 		t.Fatalf("alice got %d notices, want the one report: %+v", len(ns), ns)
 	}
 	n := ns[0]
-	if n.Subject != "Mail Delivery Status Report" || n.ReportType != "delivery-status" ||
+	if n.Subject != "Address check for you" || n.ReportType != "delivery-status" ||
 		strings.Join(n.Parts, " ") != "text/plain message/delivery-status text/rfc822-headers" {
 		t.Errorf("report: %+v", n)
 	}
-	if !strings.Contains(n.Text, "Enclosed is the mail delivery report that you requested.") {
+	if !strings.HasPrefix(n.Text, "This is mx.example.test checking addresses.\n") || !strings.Contains(n.Text, "<ghost@mx.example.test> (expanded from <list>): unknown user:") {
 		t.Errorf("report text:\n%s", n.Text)
 	}
 	got := map[string]string{}
@@ -392,7 +400,77 @@ smtp_tcp_port = %q
 		got[r["Final-Recipient"]] = r["Action"] + " " + r["Status"]
 	}
 	want = map[string]string{"rfc822; bob@mx.example.test": "delivered 2.0.0", "rfc822; ok@dsn.test": "relayed 2.0.0"}
-	if ns[1].Subject != "Mail Delivery Status Report" || fmt.Sprint(got) != fmt.Sprint(want) {
+	if ns[1].Subject != "Address check for you" || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("-v report %q: got %v, want %v", ns[1].Subject, got, want)
 	}
+}
+
+// TestBounceFlood: mail from a sender domain that cannot take mail
+// (NXDOMAIN, or an MX that refuses connections) to recipients that are
+// refused makes one non-delivery notice per message and nothing more:
+// the notices are never bounced in turn (null sender: at most the
+// postmaster hears, and here notify_classes says not to), so the queue
+// never holds more than the messages that caused them, and it empties
+// when the undeliverable notices expire at bounce_queue_lifetime.
+func TestBounceFlood(t *testing.T) {
+	t.Parallel()
+	_, port := startMXs(t, nil, "mx.dsn.test")
+	d := startDNS(t, map[string]string{"mx.dsn.test": "127.0.0.2", "dead.mx.test": "127.0.0.9"},
+		map[string][]string{"dsn.test": {"10 mx.dsn.test"}, "dead.test": {"10 dead.mx.test"}})
+	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
+alias_maps = []
+mailsrv_dns_servers = [%q]
+smtp_tcp_port = %q
+smtp_connect_timeout = "2s"
+minimal_backoff_time = "1s"
+maximal_backoff_time = "1s"
+queue_run_delay = "1s"
+bounce_queue_lifetime = "3s"
+`, d.addr, port))
+	const n = 10
+	for i := range n {
+		sendDSN(t, addr, fmt.Sprintf("s%d@dead.test", i), []string{fmt.Sprintf("bad%d@dsn.test", i)}, nil, false, "Subject: flood\r\n\r\nx\r\n")
+		sendDSN(t, addr, fmt.Sprintf("s%d@nxdomain.test", i), []string{fmt.Sprintf("bad%d@dsn.test", i)}, nil, false, "Subject: flood\r\n\r\nx\r\n")
+	}
+	// While it runs the queue never holds more than the 2n messages
+	// sent (a notice is made before its original is removed, so one
+	// more per delivery agent at most).
+	peak := 0
+	eventuallyLog(t, dir, "every notice settled and the queue empty", func() bool {
+		peak = max(peak, queueCount(dir))
+		l := readLog(dir)
+		return queueEmpty(dir) && strings.Count(l, "undeliverable postmaster notification discarded") == 2*n
+	})
+	stop()
+	log := readLog(dir)
+	if peak > 2*n+2 {
+		t.Errorf("the queue held %d messages at its peak, for %d sent", peak, 2*n)
+	}
+	if got := len(regexp.MustCompile(`sender non-delivery notification: \w+`).FindAllString(log, -1)); got != 2*n {
+		t.Errorf("%d non-delivery notices, want one per message (%d)", got, 2*n)
+	}
+	// Every message the server made is one of those notices: cleanup
+	// saw 2n from SMTP and 2n from the bounce service, nothing else.
+	if got := strings.Count(log, "message-id="); got != 4*n {
+		t.Errorf("cleanup made %d messages, want %d", got, 4*n)
+	}
+	for _, re := range []string{
+		`to=<s0@nxdomain.test>, relay=none, .*status=bounced \(Host or domain name not found`,
+		`to=<s0@dead.test>, relay=none, .*status=deferred \(connect to dead.mx.test\[127.0.0.9\]:\d+: Connection refused\)`,
+		`from=<>, status=expired, returned to sender`,
+	} {
+		if !regexp.MustCompile(re).MatchString(log) {
+			t.Errorf("mail log lacks %s", re)
+		}
+	}
+}
+
+// queueCount is the number of messages in incoming, active and deferred.
+func queueCount(dir string) int {
+	q := queue.New(filepath.Join(dir, "spool"), []string{queue.Deferred, queue.DeferLog}, 1)
+	n := 0
+	for _, name := range []string{queue.Incoming, queue.Active, queue.Deferred} {
+		_ = q.Walk(name, func(queue.Entry) error { n++; return nil }, nil)
+	}
+	return n
 }

@@ -117,8 +117,10 @@ func newQmgr(env *Env) (Service, error) {
 		return nil, err
 	}
 	q := queue.FromConfig(env.Params)
-	notices := &bounce.Service{P: env.Params, Log: env.LogAs("bounce"),
-		Cleanup: cleanup.New(env.Params, q, rw, env.LogAs("cleanup"), env.NewMail)}
+	notices, err := bounce.New(env.Params, cleanup.New(env.Params, q, rw, env.LogAs("cleanup"), env.NewMail), env.LogAs("bounce"))
+	if err != nil {
+		return nil, err
+	}
 	m, err := qmgr.New(qmgr.Options{
 		Params: env.Params, Queue: q, Log: env.Log,
 		Resolve: func(addr, sender string) (qmgr.Route, error) {
