@@ -252,6 +252,25 @@ delay_warning_time = "1s"
 			t.Errorf("delay warning lacks %q:\n%s", want, warning)
 		}
 	}
+	// Both parse as RFC 3464 reports.
+	for _, n := range parseMbox(t, amaildir) {
+		r := map[string]string{}
+		if len(n.Recipients) == 1 {
+			r = n.Recipients[0]
+		}
+		switch n.Subject {
+		case "Delayed Mail (still being retried)":
+			if r["Action"] != "delayed" || r["Status"] != "4.4.1" || r["Will-Retry-Until"] == "" || len(n.Parts) != 3 || n.Parts[2] != "text/rfc822-headers" {
+				t.Errorf("delay warning: %+v", n)
+			}
+		case "Undelivered Mail Returned to Sender":
+			if r["Action"] != "failed" || r["Status"] != "4.4.1" || r["Diagnostic-Code"] != "X-Postfix; the far end is down" || len(n.Parts) != 3 || n.Parts[2] != "message/rfc822" {
+				t.Errorf("non-delivery notice: %+v", n)
+			}
+		default:
+			t.Errorf("unexpected notice %q", n.Subject)
+		}
+	}
 	log := readLog(dir)
 	attempts := strings.Count(log, "to=<x@slow.example>, relay=none")
 	if attempts < 2 || attempts > 5 {

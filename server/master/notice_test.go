@@ -63,8 +63,8 @@ type notice struct {
 	Original      string              `json:"original"`
 }
 
-// parseMbox has Python's mailbox and email packages read an mbox and
-// describe the notices in it (messages from MAILER-DAEMON).
+// parseMbox has Python's mailbox and email packages read an mbox (or a
+// Maildir) and describe the notices in it (messages from MAILER-DAEMON).
 func parseMbox(t *testing.T, path string) []notice {
 	t.Helper()
 	py, err := exec.LookPath("python3")
@@ -74,7 +74,9 @@ func parseMbox(t *testing.T, path string) []notice {
 	const script = `
 import json, mailbox, sys, email.policy
 out = []
-for m in mailbox.mbox(sys.argv[1], factory=None):
+import os
+box = mailbox.Maildir(sys.argv[1], factory=None) if os.path.isdir(sys.argv[1]) else mailbox.mbox(sys.argv[1], factory=None)
+for m in box:
     msg = email.message_from_bytes(m.as_bytes(), policy=email.policy.default)
     if 'MAILER-DAEMON' not in str(msg['From']):
         continue
