@@ -131,7 +131,7 @@ type Params struct {
 	MaxUse               int           `pf:"max_use" def:"100" doc:"requests served by a cached internal connection before it is renewed"`
 	IpcTimeout           time.Duration `pf:"ipc_timeout" unit:"s" def:"3600s" doc:"time limit of internal requests"`
 	InFlowDelay          time.Duration `pf:"in_flow_delay" unit:"s" def:"1s" doc:"how long smtpd/pickup wait when mail arrives faster than it is delivered"`
-	QueueMinfree         int           `pf:"queue_minfree" def:"0" doc:"free bytes the queue file system must keep (0 = 1.5 x message_size_limit)"`
+	QueueMinfree         int           `pf:"queue_minfree" def:"0" doc:"free bytes the queue file system must keep for smtpd to accept mail (besides 1.5 x message_size_limit)"`
 	ImportEnvironment    []string      `pf:"import_environment" def:"MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ XAUTHORITY DISPLAY LANG=C POSTLOG_SERVICE POSTLOG_HOSTNAME" doc:"environment variables kept from the parent process"`
 	ExportEnvironment    []string      `pf:"export_environment" def:"TZ MAIL_CONFIG LANG" doc:"environment variables passed to commands"`
 	AuthorizedMailqUsers []string      `pf:"authorized_mailq_users" def:"static:anyone" doc:"users allowed to list the queue"`

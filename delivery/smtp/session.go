@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -32,6 +33,7 @@ type session struct {
 	ext         map[string]string // EHLO keywords → parameters
 	tlsDone     bool
 	broken      bool
+	ioErr       error // the last read or write error: a timeout is told apart
 	lastFailure qmgr.Status
 	uses        int
 	created     time.Time
@@ -73,7 +75,7 @@ func (s *session) reply(timeout time.Duration) (reply, error) {
 	_ = s.conn.SetReadDeadline(time.Now().Add(timeout))
 	code, lines, err := ReadReply(s.r)
 	if err != nil {
-		s.broken = true
+		s.broken, s.ioErr = true, err
 		return reply{}, err
 	}
 	r := reply{code: code, text: strings.Join(lines, " "), lines: lines}
@@ -92,7 +94,7 @@ func (s *session) flush(timeout time.Duration) error {
 	_ = s.conn.SetWriteDeadline(time.Now().Add(timeout))
 	err := s.w.Flush()
 	if err != nil {
-		s.broken = true
+		s.broken, s.ioErr = true, err
 	}
 	return err
 }
@@ -143,8 +145,14 @@ func (s *session) said(r reply, in string) qmgr.Status {
 		Relay: s.relay, DiagType: "smtp", DiagText: r.String(), MTA: s.srv.host}
 }
 
+// lost is Postfix's "lost connection with X while …", or "conversation
+// with X timed out while …" when the server went silent.
 func (s *session) lost(while string) qmgr.Status {
 	s.broken = true
+	var ne net.Error
+	if errors.As(s.ioErr, &ne) && ne.Timeout() {
+		return qmgr.Status{DSN: "4.4.2", Text: fmt.Sprintf("conversation with %s timed out while %s", s.hostIP, while), Relay: s.relay}
+	}
 	return qmgr.Status{DSN: "4.4.2", Text: fmt.Sprintf("lost connection with %s while %s", s.hostIP, while), Relay: s.relay}
 }
 

@@ -482,7 +482,7 @@ func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*ses
 		r, err := s.reply(p.SMTPHeloTimeout)
 		if err != nil {
 			s.close()
-			return fail("4.4.2", fmt.Sprintf("lost connection with %s while receiving the initial server greeting", hostIP))
+			return nil, s.lost("receiving the initial server greeting"), false
 		}
 		if r.code/100 != 2 {
 			s.close()

@@ -21,7 +21,12 @@ func deliveryDaemon(t *testing.T, extra string) (dir, addr string, stop func()) 
 
 func deliveryDaemonWith(t *testing.T, extra string, opts func(*Options)) (dir, addr string, stop func()) {
 	t.Helper()
-	dir = t.TempDir()
+	return deliveryDaemonAt(t, t.TempDir(), extra, opts)
+}
+
+// deliveryDaemonAt is deliveryDaemonWith in a folder the test prepared.
+func deliveryDaemonAt(t *testing.T, dir, extra string, opts func(*Options)) (_, addr string, stop func()) {
+	t.Helper()
 	addr = freePort(t)
 	cfg := fmt.Sprintf(`
 queue_directory = "spool"
