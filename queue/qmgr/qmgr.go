@@ -351,7 +351,18 @@ func (m *Manager) activate(from, id string) bool {
 	// during delivery, the message waits its backoff after the restart
 	// instead of hammering a destination that may be what kills us.
 	_ = m.q.SetTimes(queue.Active, id, now.Add(m.backoff(f.Message, now)))
-	msg := &message{id: id, f: f, active: now, flush: f.Unthrottle, retry: from != queue.Incoming || f.Unthrottle}
+	pending := 0
+	for i := range f.Recipients {
+		if !f.Recipients[i].Done {
+			pending++
+		}
+	}
+	// A message was tried before when it comes from deferred, or when
+	// some of its recipients are done already: a crash put it back into
+	// incoming after an attempt, and its bounce or trace log may hold
+	// notices still to send.
+	retry := from != queue.Incoming || f.Unthrottle || pending < len(f.Recipients)
+	msg := &message{id: id, f: f, active: now, flush: f.Unthrottle, retry: retry}
 	if f.Unthrottle {
 		_ = m.q.SetMode(queue.Active, id, f.ForcedExpire, false)
 	}
@@ -361,12 +372,6 @@ func (m *Manager) activate(from, id string) bool {
 		os.Remove(m.q.Path(queue.DeferLog, id))
 	}
 	m.msgs[id] = msg
-	pending := 0
-	for i := range f.Recipients {
-		if !f.Recipients[i].Done {
-			pending++
-		}
-	}
 	m.log.Infof("%s: from=<%s>, size=%d, nrcpt=%d (queue active)", id, f.Sender, f.ContentSize, pending)
 	m.schedule(msg)
 	if msg.entries == 0 {
