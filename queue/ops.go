@@ -285,3 +285,73 @@ func (q *Queue) Repair(bogus func(path string)) (int, error) {
 	}
 	return n, nil
 }
+
+// Scanner walks a queue directory a few names at a time (Postfix's
+// scan_dir): a pass over a queue of any size holds one buffer of names
+// per directory level, not the whole listing. Names added or removed
+// during the pass may or may not be seen, as with readdir.
+type Scanner struct {
+	queue string
+	stack []*scanDir
+}
+
+type scanDir struct {
+	f     *os.File
+	path  string
+	depth int
+	buf   []os.DirEntry
+}
+
+// scanBatch is how many names a Scanner reads from a directory at once.
+const scanBatch = 256
+
+// Scan starts a pass over a queue. Close it when stopping before the end.
+func (q *Queue) Scan(queue string) *Scanner {
+	s := &Scanner{queue: queue}
+	s.push(filepath.Join(q.Dir, queue), 0)
+	return s
+}
+
+func (s *Scanner) push(path string, depth int) {
+	f, err := os.Open(path)
+	if err != nil {
+		return // gone, or not there yet: nothing to scan
+	}
+	s.stack = append(s.stack, &scanDir{f: f, path: path, depth: depth})
+}
+
+// Next returns the next message of the pass; false at the end.
+func (s *Scanner) Next() (Entry, bool) {
+	for len(s.stack) > 0 {
+		d := s.stack[len(s.stack)-1]
+		if len(d.buf) == 0 {
+			// At the end, or on an error, the directory is done.
+			d.buf, _ = d.f.ReadDir(scanBatch)
+			if len(d.buf) == 0 {
+				d.f.Close()
+				s.stack = s.stack[:len(s.stack)-1]
+				continue
+			}
+		}
+		e := d.buf[0]
+		d.buf = d.buf[1:]
+		name := e.Name()
+		switch {
+		case e.IsDir():
+			if len(name) == 1 && strings.Contains("0123456789ABCDEF", name) && d.depth < 8 {
+				s.push(filepath.Join(d.path, name), d.depth+1)
+			}
+		case ValidID(name):
+			return Entry{Queue: s.queue, ID: name, Path: filepath.Join(d.path, name)}, true
+		}
+	}
+	return Entry{}, false
+}
+
+// Close ends a pass early.
+func (s *Scanner) Close() {
+	for _, d := range s.stack {
+		d.f.Close()
+	}
+	s.stack = nil
+}

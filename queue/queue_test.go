@@ -637,3 +637,48 @@ func TestFsyncCoversName(t *testing.T) {
 		t.Errorf("nameCovered disagrees with the file system %#x", st.Type)
 	}
 }
+
+// TestScanner: a pass reads every message of a hashed queue, past the
+// batch size and across subdirectories, skipping other names; Close
+// stops a pass early.
+func TestScanner(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	want := map[string]bool{}
+	for i := 0; i < scanBatch+50; i++ {
+		id := enqueue(t, q, Incoming, i, 10, Recipient{Addr: "x@example.com"})
+		if err := q.Move(id, Incoming, Deferred); err != nil {
+			t.Fatal(err)
+		}
+		want[id] = true
+	}
+	if err := os.WriteFile(filepath.Join(q.Dir, Deferred, "not-a-queue-id"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := q.Scan(Deferred)
+	got := map[string]bool{}
+	for {
+		e, ok := s.Next()
+		if !ok {
+			break
+		}
+		if got[e.ID] || !want[e.ID] || e.Path != q.Path(Deferred, e.ID) {
+			t.Errorf("unexpected entry %+v", e)
+		}
+		got[e.ID] = true
+	}
+	if len(got) != len(want) {
+		t.Errorf("scanned %d of %d messages", len(got), len(want))
+	}
+	s = q.Scan(Deferred)
+	if _, ok := s.Next(); !ok {
+		t.Fatal("a second pass found nothing")
+	}
+	s.Close()
+	if _, ok := s.Next(); ok {
+		t.Error("a closed pass goes on")
+	}
+	if _, ok := q.Scan("no-such-queue").Next(); ok {
+		t.Error("a missing queue has messages")
+	}
+}

@@ -247,36 +247,41 @@ func (m *Manager) reclaim() {
 	}, nil)
 }
 
-// scan is a pass over a queue directory: a snapshot of its names, taken
-// one by one. A request during a pass runs the pass again afterwards.
+// scan is a pass over a queue directory, read a few names at a time so
+// that a deferred queue of any size costs no memory to walk. A request
+// during a pass runs the pass again afterwards.
 type scan struct {
 	queue string
-	ids   []string
-	pos   int
+	cur   *queue.Scanner // nil between passes
 	again bool
 }
 
 func (s *scan) start(q *queue.Queue) {
-	if s.pos < len(s.ids) {
+	if s.cur != nil {
 		s.again = true
 		return
 	}
-	s.ids, s.pos, s.again = s.ids[:0], 0, false
-	_ = q.Walk(s.queue, func(e queue.Entry) error {
-		s.ids = append(s.ids, e.ID)
-		return nil
-	}, nil)
+	s.cur = q.Scan(s.queue)
 }
 
 func (s *scan) next(q *queue.Queue) (string, bool) {
-	if s.pos >= len(s.ids) && s.again {
-		s.start(q)
+	for {
+		if s.cur == nil {
+			if !s.again {
+				return "", false
+			}
+			s.again = false
+			s.cur = q.Scan(s.queue)
+		}
+		if e, ok := s.cur.Next(); ok {
+			return e.ID, true
+		}
+		s.cur.Close()
+		s.cur = nil
+		if !s.again {
+			return "", false
+		}
 	}
-	if s.pos >= len(s.ids) {
-		return "", false
-	}
-	s.pos++
-	return s.ids[s.pos-1], true
 }
 
 // importOne takes one message into active, alternating between incoming
