@@ -147,15 +147,22 @@ type Logger interface {
 	Warnf(format string, args ...any)
 }
 
-// Recover runs at start: messages left in active by a crash or a stop go
-// back to incoming to be scheduled again (to deferred when qmgr had
-// recorded a retry time before delivering them); every message there is checked,
-// and a file that does not parse goes to corrupt/ with a log line without
-// stopping the rest; leftovers of unfinished writes older than maxTemp are
-// removed. It returns how many messages are waiting in incoming.
+// Recover runs at start: RecoverActive, then CheckIncoming. It returns
+// how many messages are waiting in incoming.
 func (q *Queue) Recover(log Logger, maxTemp time.Duration) (int, error) {
+	if err := q.RecoverActive(log); err != nil {
+		return 0, err
+	}
+	return q.CheckIncoming(log, maxTemp)
+}
+
+// RecoverActive puts the messages a crash or a stop left in active back
+// into incoming to be scheduled again (into deferred when qmgr had
+// recorded a retry time before delivering them). It must run before qmgr
+// starts; it only renames, so it is quick whatever the queue size.
+func (q *Queue) RecoverActive(log Logger) error {
 	now := time.Now()
-	err := q.Walk(Active, func(e Entry) error {
+	return q.Walk(Active, func(e Entry) error {
 		// qmgr records the retry time in the mtime before it delivers:
 		// a message whose delivery was interrupted waits for it in
 		// deferred, so a crash loop cannot hammer a destination.
@@ -168,16 +175,24 @@ func (q *Queue) Recover(log Logger, maxTemp time.Duration) (int, error) {
 		}
 		return nil
 	}, nil)
-	if err != nil {
-		return 0, err
-	}
+}
+
+// CheckIncoming reads every message in incoming: a file that does not
+// parse goes to corrupt/ with a log line without stopping the rest, and
+// leftovers of unfinished writes older than maxTemp are removed. It may
+// run while qmgr works (the daemon runs it in the background, so that a
+// large incoming queue does not delay the start): a file qmgr took
+// meanwhile is skipped. It returns how many messages it found waiting.
+func (q *Queue) CheckIncoming(log Logger, maxTemp time.Duration) (int, error) {
 	waiting := 0
-	err = q.Walk(Incoming, func(e Entry) error {
+	err := q.Walk(Incoming, func(e Entry) error {
 		_, err := q.Read(Incoming, e.ID)
 		var ce *CorruptError
 		switch {
 		case err == nil:
 			waiting++
+		case errors.Is(err, fs.ErrNotExist):
+			// qmgr took it.
 		case errors.Is(err, ErrNotReady):
 			if st, serr := os.Stat(e.Path); serr == nil && time.Since(st.ModTime()) > maxTemp {
 				log.Warnf("%s: removing unfinished queue file from %s", e.ID, st.ModTime().Format(time.RFC3339))
@@ -185,7 +200,7 @@ func (q *Queue) Recover(log Logger, maxTemp time.Duration) (int, error) {
 			}
 		case errors.As(err, &ce):
 			log.Warnf("%s: %s; moved to %s", e.ID, ce.Reason, Corrupt)
-			if qerr := q.Quarantine(Incoming, e.ID); qerr != nil {
+			if qerr := q.Quarantine(Incoming, e.ID); qerr != nil && !errors.Is(qerr, fs.ErrNotExist) {
 				log.Warnf("%s: cannot move to %s: %v", e.ID, Corrupt, qerr)
 			}
 		default:

@@ -135,12 +135,20 @@ func (d *Daemon) start() (err error) {
 		return err
 	}
 	// Only one master runs on a queue (the lock above), so nothing else
-	// moves files in active now: put them back for scheduling, and move
-	// damaged files out of the way.
-	if _, err := queue.FromConfig(p).Recover(d.mlog, time.Hour); err != nil {
+	// moves files in active now: put them back for scheduling. Damaged
+	// files in incoming are looked for in the background: reading a
+	// large incoming queue must not delay the start (qmgr sets aside a
+	// damaged file it meets first by itself).
+	q := queue.FromConfig(p)
+	if err := q.RecoverActive(d.mlog); err != nil {
 		d.lock.Close()
 		return fmt.Errorf("queue recovery: %w", err)
 	}
+	go func() {
+		if _, err := q.CheckIncoming(d.mlog, time.Hour); err != nil {
+			d.mlog.Warnf("queue recovery: %v", err)
+		}
+	}()
 	defer func() {
 		if err != nil {
 			d.closeListeners(nil)
