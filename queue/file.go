@@ -48,6 +48,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -144,6 +145,10 @@ func (e *CorruptError) Error() string {
 // crash): it is not a message yet.
 var ErrNotReady = errors.New("queue file not ready")
 
+// parseReaders are recycled: every queue file is parsed at least twice
+// (qmgr, then the delivery agent's open).
+var parseReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
 // parse reads a queue file's records. It checks the structure strictly:
 // every message taken from the queue is complete.
 func parse(f *os.File, path string, st os.FileInfo) (*Message, error) {
@@ -157,7 +162,12 @@ func parse(f *os.File, path string, st os.FileInfo) (*Message, error) {
 	m.ForcedExpire = st.Mode().Perm()&modeExpire != 0
 	m.Unthrottle = st.Mode().Perm()&modeThrottle != 0
 	size := st.Size()
-	br := bufio.NewReaderSize(f, 16<<10)
+	br := parseReaders.Get().(*bufio.Reader)
+	br.Reset(f)
+	defer func() {
+		br.Reset(nil)
+		parseReaders.Put(br)
+	}()
 	var off int64
 	var pending Recipient
 	var sawSender, sawArrival bool

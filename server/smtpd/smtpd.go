@@ -288,6 +288,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	sess := s.newSession(ctx, c, c)
 	sess.run()
+	sess.release()
 }
 
 // setupTLS loads the certificates when TLS is on (smtpd_tls_security_level
