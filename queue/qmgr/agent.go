@@ -20,38 +20,45 @@ type AgentFunc func(d *Delivery)
 // Deliver calls f.
 func (f AgentFunc) Deliver(d *Delivery) { f(d) }
 
-// ServeAgent runs a transport's worker pool: n workers (the service's
-// process_limit) take deliveries from c. When ctx ends the workers finish
-// what they hold, deliver what is still waiting in c, and return: the
-// channel belongs to the master, and a successor instance (after a reload)
-// takes over from there.
+// ServeAgent runs a transport's deliveries: at most n at once (the
+// service's process_limit), each in a goroutine started for it, so an
+// idle transport costs nothing (a pool of n parked workers for each of a
+// dozen transports did: 800 goroutines on an idle server). When ctx ends
+// it delivers what is still waiting in c, waits for the deliveries in
+// progress, and returns: the channel belongs to the master, and a
+// successor instance (after a reload) takes over from there.
 func ServeAgent(ctx context.Context, c <-chan *Delivery, n int, log *maillog.Logger, a Agent) error {
 	if n < 1 {
 		n = 1
 	}
-	done := make(chan struct{})
-	for range n {
+	slots := make(chan struct{}, n)
+	start := func(d *Delivery) {
+		slots <- struct{}{} // qmgr never hands out more than n; this is the guard
 		go func() {
-			defer func() { done <- struct{}{} }()
-			for {
-				select {
-				case d := <-c:
-					run(d, log, a)
-				case <-ctx.Done():
-					for {
-						select {
-						case d := <-c:
-							run(d, log, a)
-						default:
-							return
-						}
-					}
-				}
-			}
+			defer func() { <-slots }()
+			run(d, log, a)
 		}()
 	}
+	for {
+		select {
+		case d := <-c:
+			start(d)
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	for {
+		select {
+		case d := <-c:
+			start(d)
+			continue
+		default:
+		}
+		break
+	}
 	for range n {
-		<-done
+		slots <- struct{}{}
 	}
 	return nil
 }
