@@ -145,8 +145,8 @@ func (e *CorruptError) Error() string {
 // crash): it is not a message yet.
 var ErrNotReady = errors.New("queue file not ready")
 
-// parseReaders are recycled: every queue file is parsed at least twice
-// (qmgr, then the delivery agent's open).
+// parseReaders are recycled: qmgr parses every new message, and a busy
+// server takes hundreds a second.
 var parseReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
 // parse reads a queue file's records. It checks the structure strictly:
