@@ -79,3 +79,35 @@ bounce_template_file = "bounce.cf"
 		t.Error("a missing template file loaded")
 	}
 }
+
+// FuzzTemplates: any bounce_template_file either loads or is refused with
+// an error naming the file; it never panics, and a loaded template's text
+// expands.
+func FuzzTemplates(f *testing.F) {
+	f.Add("failure_template = <<EOF\nSubject: x\n\ntext $myhostname\nEOF\n")
+	f.Add("delay_template = <<END\nCharset: utf-8\nPostmaster-Subject: y\n\n${delay_warning_time_hours}\nEND\n# c\n")
+	f.Add("verify_template = <<EOF\nFrom: a (b)\n\nEOF\n")
+	f.Add("success_template = <<\n")
+	cfg, err := config.Parse("/tmp/mailsrv.toml", []byte(`myhostname = "mx.test"`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, text string) {
+		file := filepath.Join(dir, "t.cf")
+		if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+			t.Skip()
+		}
+		ts, err := loadTemplates(file)
+		if err != nil {
+			if !strings.Contains(err.Error(), file) && !strings.Contains(err.Error(), "bounce_template_file") {
+				t.Errorf("error does not name the file: %v", err)
+			}
+			return
+		}
+		for _, tp := range ts {
+			_ = expand(tp.text, cfg.Params)
+			_ = qualify(tp.from, "x.test")
+		}
+	})
+}
