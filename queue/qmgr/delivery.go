@@ -413,11 +413,7 @@ func (d *Delivery) Members(r *Recipient, members []Member) {
 			}
 		}
 		word := map[int]string{sent: "sent", deferred: "deferred", bounced: "bounced"}[state]
-		mr := &Recipient{Addr: m.Addr, Orig: orig}
-		if m.Addr == "" {
-			mr.Addr = r.Addr
-			mr.Orig = r.Orig
-		}
+		mr := memberRecipient(r, m, orig)
 		d.log.Infof("%s: %s", d.ID, logLine(mr, st, word, d.Arrival, d.active, d.handed, setup, now, d.decimals))
 		e := d.entry(r, st, "")
 		e.Recipient, e.Original = mr.Addr, orig
@@ -457,6 +453,13 @@ func (d *Delivery) Members(r *Recipient, members []Member) {
 	} else if m := self(members); m != nil && r.Notify&queue.NotifySuccess != 0 && !d.wantReport {
 		d.trace(r, m.Status)
 	}
+	d.settle(r, final, recErr)
+}
+
+// settle ends a recipient reported through its members: done in the
+// queue file when final is sent (if that cannot be recorded, it stays
+// for another attempt), with a warning when a status was not recorded.
+func (d *Delivery) settle(r *Recipient, final int, recErr error) {
 	if final == sent {
 		if err := d.file.MarkDone(r.rec); err != nil {
 			recErr = err
@@ -471,10 +474,19 @@ func (d *Delivery) Members(r *Recipient, members []Member) {
 	d.mu.Unlock()
 }
 
+// memberRecipient is a member as it is logged: to=<member>,
+// orig_to=<the expanded recipient>; the recipient's own mailbox is
+// logged as the recipient itself.
+func memberRecipient(r *Recipient, m Member, orig string) *Recipient {
+	if m.Addr == "" {
+		return &Recipient{Addr: r.Addr, Orig: r.Orig}
+	}
+	return &Recipient{Addr: m.Addr, Orig: orig}
+}
+
 // verifiedMembers records the answer for each member of an expansion of
 // a recipient under verification; the recipient is then done.
 func (d *Delivery) verifiedMembers(r *Recipient, members []Member, orig string, setup, now time.Time) {
-	var recErr error
 	for _, m := range members {
 		st := m.Status
 		if st.Relay == "" {
@@ -484,10 +496,7 @@ func (d *Delivery) verifiedMembers(r *Recipient, members []Member, orig string, 
 		if m.State != "sent" {
 			word = "undeliverable"
 		}
-		mr := &Recipient{Addr: m.Addr, Orig: orig}
-		if m.Addr == "" {
-			mr.Addr, mr.Orig = r.Addr, r.Orig
-		}
+		mr := memberRecipient(r, m, orig)
 		d.log.Infof("%s: %s", d.ID, logLine(mr, st, word, d.Arrival, d.active, d.handed, setup, now, d.decimals))
 		e := d.entry(r, st, word)
 		e.Recipient, e.Original = mr.Addr, orig
@@ -496,15 +505,5 @@ func (d *Delivery) verifiedMembers(r *Recipient, members []Member, orig string, 
 		}
 		d.traceEntry(r, e)
 	}
-	final := sent
-	if err := d.file.MarkDone(r.rec); err != nil {
-		recErr = err
-		final = deferred
-	}
-	if recErr != nil {
-		d.log.Warnf("%s: cannot record the status of <%s>: %v", d.ID, r.Addr, recErr)
-	}
-	d.mu.Lock()
-	r.state = final
-	d.mu.Unlock()
+	d.settle(r, sent, nil)
 }
