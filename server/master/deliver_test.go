@@ -118,6 +118,20 @@ func readLog(dir string) string {
 	return string(b)
 }
 
+// virtualConfig is the configuration of virtual(8) mailboxes under vmail/
+// (maps: the virtual_mailbox_maps entries), owned by this process's user.
+func virtualConfig(maps string) string {
+	return fmt.Sprintf(`
+alias_maps = []
+virtual_mailbox_domains = ["virt.example"]
+virtual_mailbox_base = "vmail"
+virtual_mailbox_maps = ["inline:{ %s }"]
+virtual_uid_maps = ["static:%d"]
+virtual_gid_maps = ["static:%d"]
+virtual_minimum_uid = 0
+`, maps, os.Geteuid(), os.Getegid())
+}
+
 func queueEmpty(dir string) bool { return queueCount(dir) == 0 }
 
 // TestVirtualDelivery: SMTP in, Maildir and mbox out through virtual(8);
@@ -125,19 +139,11 @@ func queueEmpty(dir string) bool { return queueCount(dir) == 0 }
 // discard and error transports; every step logged as Postfix does.
 func TestVirtualDelivery(t *testing.T) {
 	t.Parallel()
-	uid := os.Geteuid()
-	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
-alias_maps = []
-virtual_mailbox_domains = ["virt.example"]
-virtual_mailbox_base = "vmail"
-virtual_mailbox_maps = ["inline:{ a@virt.example=virt.example/a/, b@virt.example=virt.example/b.mbox, postmaster@virt.example=virt.example/pm/ }"]
-virtual_uid_maps = ["static:%d"]
-virtual_gid_maps = ["static:%d"]
-virtual_minimum_uid = 0
+	dir, addr, stop := deliveryDaemon(t, virtualConfig("a@virt.example=virt.example/a/, b@virt.example=virt.example/b.mbox, postmaster@virt.example=virt.example/pm/")+`
 # Let unknown mailboxes in, so that virtual(8) bounces them.
 smtpd_reject_unlisted_recipient = false
 transport_maps = ["inline:{ {gone@virt.example=error:5.1.1 this user is gone}, {void@virt.example=discard:thrown away} }"]
-`, uid, os.Getegid()))
+`)
 	if err := os.MkdirAll(filepath.Join(dir, "vmail"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -212,15 +218,7 @@ transport_maps = ["inline:{ {gone@virt.example=error:5.1.1 this user is gone}, {
 // last reason, and removed.
 func TestExpiryBounces(t *testing.T) {
 	t.Parallel()
-	uid := os.Geteuid()
-	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
-alias_maps = []
-virtual_mailbox_domains = ["virt.example"]
-virtual_mailbox_base = "vmail"
-virtual_mailbox_maps = ["inline:{ a@virt.example=a/ }"]
-virtual_uid_maps = ["static:%d"]
-virtual_gid_maps = ["static:%d"]
-virtual_minimum_uid = 0
+	dir, addr, stop := deliveryDaemon(t, virtualConfig("a@virt.example=a/")+`
 relay_domains = ["slow.example"]
 transport_maps = ["inline:{ {slow.example=retry:4.4.1 the far end is down} }"]
 minimal_backoff_time = "1s"
@@ -228,7 +226,7 @@ maximal_backoff_time = "1s"
 queue_run_delay = "1s"
 maximal_queue_lifetime = "3s"
 delay_warning_time = "1s"
-`, uid, os.Getegid()))
+`)
 	if err := os.MkdirAll(filepath.Join(dir, "vmail"), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -25,16 +25,7 @@ import (
 // nothing else is disturbed.
 func TestCorruptQueueFiles(t *testing.T) {
 	t.Parallel()
-	uid, gid := os.Geteuid(), os.Getegid()
-	dir, _, stop := deliveryDaemon(t, fmt.Sprintf(`
-alias_maps = []
-virtual_mailbox_domains = ["virt.example"]
-virtual_mailbox_base = "vmail"
-virtual_mailbox_maps = ["inline:{ a@virt.example=a/ }"]
-virtual_uid_maps = ["static:%d"]
-virtual_gid_maps = ["static:%d"]
-virtual_minimum_uid = 0
-`, uid, gid))
+	dir, _, stop := deliveryDaemon(t, virtualConfig("a@virt.example=a/"))
 	stop()
 	if err := os.MkdirAll(filepath.Join(dir, "vmail"), 0o755); err != nil {
 		t.Fatal(err)
@@ -227,17 +218,7 @@ func TestSpoolFull(t *testing.T) {
 			t.Errorf("umount: %v %s", err, out)
 		}
 	})
-	uid, gid := os.Geteuid(), os.Getegid()
-	_, addr, stop := deliveryDaemonAt(t, dir, fmt.Sprintf(`
-alias_maps = []
-message_size_limit = 2097152
-virtual_mailbox_domains = ["virt.example"]
-virtual_mailbox_base = "vmail"
-virtual_mailbox_maps = ["inline:{ a@virt.example=a/ }"]
-virtual_uid_maps = ["static:%d"]
-virtual_gid_maps = ["static:%d"]
-virtual_minimum_uid = 0
-`, uid, gid), nil)
+	_, addr, stop := deliveryDaemonAt(t, dir, virtualConfig("a@virt.example=a/")+"message_size_limit = 2097152\n", nil)
 	if err := os.MkdirAll(filepath.Join(dir, "vmail"), 0o755); err != nil {
 		t.Fatal(err)
 	}
