@@ -28,9 +28,9 @@ type Delivery struct {
 	Attrs      map[string]string // envelope attributes (client_address, …); read only
 	Size       int64             // content size
 	Recipients []*Recipient
-	// More is set when more mail for the same destination is queued:
-	// the smtp client then keeps its session (connection cache on
-	// demand).
+	// More is set when more mail for the same destination is queued or
+	// being delivered: the smtp client then keeps its session
+	// (connection cache on demand).
 	More bool
 	// Ctx ends when the daemon's stop deadline has passed: long work
 	// (commands, network) must then give up; the queue keeps the rest.

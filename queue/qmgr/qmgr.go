@@ -522,7 +522,11 @@ transports:
 				}
 				e := d.entries[0]
 				dl := m.delivery(t, d, e)
-				dl.More = len(d.entries) > 1
+				// More mail for this destination: queued behind this
+				// entry, or in flight (a steady stream, whose next
+				// message is moments away). The smtp client then keeps
+				// its session for it (connection cache on demand).
+				dl.More = len(d.entries) > 1 || d.busy > 0
 				select {
 				case t.c <- dl:
 				default:
