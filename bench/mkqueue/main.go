@@ -7,7 +7,9 @@
 //	go run ./bench/mkqueue -c mailsrv.toml -n 200000 [-size 1024] [-queue deferred] [-retry 1h]
 //
 // Deferred messages get a retry time -retry ahead (the file's mtime), so
-// that qmgr leaves them alone until then.
+// that qmgr leaves them alone until then. Run it as mail_owner, or give
+// the files to mail_owner afterwards (chown -R): the daemon cannot read
+// root's 0700 queue files.
 package main
 
 import (
