@@ -58,7 +58,7 @@ type session struct {
 
 	// The transcript for a postmaster notice (notify_classes), and the
 	// problem classes met since it started.
-	history  []string
+	history  []chatLine
 	problems int
 }
 
@@ -346,7 +346,7 @@ func (s *session) send(r Reply) {
 	text := r.String()
 	s.bw.WriteString(text)
 	s.bw.WriteString("\r\n")
-	s.record("Out: ", text)
+	s.record(false, text)
 	s.problem(problemOf(r))
 }
 
@@ -496,12 +496,12 @@ func (s *session) command(line string) {
 	case cmdAuth:
 		// Never a credential in a transcript.
 		mech, _, _ := strings.Cut(arg, " ")
-		s.record("In:  ", verb+" "+mech)
+		s.record(true, verb+" "+mech)
 	case cmdEhlo, cmdRset:
 		s.chatReset(s.srv.p.SmtpdHistoryFlushThreshold)
 		fallthrough
 	default:
-		s.record("In:  ", line)
+		s.record(true, line)
 	}
 	if s.srv.p.SmtpdForbidUnauthPipelining && lastInGroup[cmd] && s.br.Buffered() > 0 && !s.stdio {
 		s.counts[cmd][1]++
@@ -640,7 +640,7 @@ func (s *session) cmdHelo(arg string, ehlo bool) Reply {
 			sep = " "
 		}
 		s.bw.WriteString("250" + sep + l + "\r\n")
-		s.record("Out: ", "250"+sep+l)
+		s.record(false, "250"+sep+l)
 	}
 	s.counts[cmdEhlo][0]++
 	return Reply{}

@@ -57,15 +57,32 @@ func problemOf(r Reply) int {
 // sends.
 const historyLineLimit = 1000
 
-// record adds a line to the transcript ("In:  EHLO x", "Out: 250 …").
-func (s *session) record(prefix, line string) {
+// chatLine is one line of the transcript, kept as it was sent or
+// received: it is only shaped for mail (prefix, length bound, printable
+// bytes) in the rare session that ends with a notice, not on every
+// command of every session.
+type chatLine struct {
+	in   bool
+	text string
+}
+
+func (l chatLine) String() string {
+	prefix, text := "Out: ", l.text
+	if l.in {
+		prefix = "In:  "
+	}
+	if len(text) > historyLineLimit {
+		text = text[:historyLineLimit] + "..."
+	}
+	return prefix + safeText(text)
+}
+
+// record adds a line to the transcript.
+func (s *session) record(in bool, line string) {
 	if s.srv.notify == 0 || s.stdio {
 		return
 	}
-	if len(line) > historyLineLimit {
-		line = line[:historyLineLimit] + "..."
-	}
-	s.history = append(s.history, prefix+safeText(line))
+	s.history = append(s.history, chatLine{in, line})
 }
 
 // safeText replaces what is not printable ASCII with '?' (Postfix's
@@ -124,7 +141,7 @@ func (s *session) notifyPostmaster() {
 	fmt.Fprintf(&b, "Subject: %s SMTP server: errors from %s\n", p.MailName, s.namaddr())
 	b.WriteString("Auto-Submitted: auto-generated\n\nTranscript of session follows.\n\n")
 	for _, l := range s.history {
-		writeWrapped(&b, l, 78, 4)
+		writeWrapped(&b, l.String(), 78, 4)
 	}
 	b.WriteString("\nFor other details, see the local mail logfile\n")
 	if _, err := m.Write([]byte(b.String())); err != nil {
