@@ -22,6 +22,7 @@ TARGETS=${TARGETS:-mailsrv postfix}   # TARGETS=mailsrv measures one side only
 B=${BENCH:-$(cd "$(dirname "$0")/../../shared/bench" 2>/dev/null && pwd)}
 [ -f "$B/postfix-instance.sh" ] || { echo "set BENCH to the shared bench folder" >&2; exit 2; }
 source "$B/postfix-instance.sh"
+source "$(dirname "$0")/lib.sh"
 N=10000 BOXES=100 PER=$((N / 100))
 work=$(mktemp -d /tmp/delivery-bench.XXXXXX)
 chmod 755 "$work"
@@ -63,30 +64,11 @@ measure() {
 run_mailsrv() {
 	ms="$work/ms"
 	rm -rf "$ms"; mkdir -p "$ms/vmail"; chown "$uid:$gid" "$ms/vmail"; chmod 755 "$ms"
-	cat >"$ms/mailsrv.toml" <<EOF
-myhostname = "mta.bench.example"
-mydomain = "bench.example"
-myorigin = "\$myhostname"
-mydestination = ["\$myhostname", "localhost"]
-mynetworks = ["127.0.0.0/8"]
-alias_maps = []
-alias_database = []
-queue_directory = "spool"
-maillog_file = "maillog"
-mail_owner = "nobody"
-smtpd_peername_lookup = false
-virtual_mailbox_domains = ["virt.bench.example"]
-virtual_mailbox_base = "vmail"
-virtual_mailbox_maps = ["texthash:$work/vmailboxes"]
-virtual_uid_maps = ["static:$uid"]
-virtual_gid_maps = ["static:$gid"]
-
-[[service]]
-name = "smtp"
-type = "inet"
-listen = "127.0.0.1:10035"
-command = "smtpd"
-EOF
+	mailsrv_config nobody 127.0.0.1:10035 "virtual_mailbox_domains = [\"virt.bench.example\"]
+virtual_mailbox_base = \"vmail\"
+virtual_mailbox_maps = [\"texthash:$work/vmailboxes\"]
+virtual_uid_maps = [\"static:$uid\"]
+virtual_gid_maps = [\"static:$gid\"]" >"$ms/mailsrv.toml"
 	"$MAILSRV" -c "$ms/mailsrv.toml" postfix start >/dev/null || exit 1
 	mpid=$(tr -dc 0-9 <"$ms/spool/pid/master.pid")
 	measure mailsrv 10035 "$mpid" "$ms/vmail"

@@ -32,6 +32,7 @@ B=${BENCH:-$(cd "$here/../../shared/bench" 2>/dev/null && pwd)}
 command -v smtp-source >/dev/null || { echo "smtp-source not found: apt-get install postfix" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "run as root (Postfix's master needs it)" >&2; exit 2; }
 source "$B/postfix-instance.sh"
+source "$here/lib.sh"
 # 1000 senders need 1000+ descriptors on each side.
 ulimit -n "$(ulimit -Hn)"
 
@@ -45,34 +46,16 @@ cleanup() {
 trap cleanup EXIT
 if [ -z "$BIN" ]; then
 	BIN=$work/mailsrv
-	(cd "$here/.." && go build -o "$BIN" .) || exit 1
+	build_mailsrv "$BIN" || exit 1
 fi
 BIN=$(readlink -f "$BIN")
 [ -n "$OUT" ] || OUT=$work/results.txt
 : >"$OUT"
 
 mkdir -p "$work/ms"
-cat >"$work/ms/mailsrv.toml" <<TOML
-myhostname = "mta.bench.example"
-mydomain = "bench.example"
-myorigin = "\$myhostname"
-mydestination = ["\$myhostname", "localhost"]
-mynetworks = ["127.0.0.0/8"]
-alias_maps = []
-alias_database = []
-queue_directory = "spool"
-maillog_file = "maillog"
-mail_owner = "nobody"
-smtpd_peername_lookup = false
-relayhost = "[127.0.0.1]:10036"
-
-[[service]]
-name = "smtp"
-type = "inet"
-listen = "127.0.0.1:10035"
-command = "smtpd"
-process_limit = 2000
-TOML
+# 2,000 sessions: room for 1,000 senders.
+mailsrv_config nobody 127.0.0.1:10035 'relayhost = "[127.0.0.1]:10036"' >"$work/ms/mailsrv.toml"
+echo "process_limit = 2000" >>"$work/ms/mailsrv.toml"
 
 # run LABEL PORT SINKPORT SIZE CONC N PID
 run() {

@@ -25,6 +25,7 @@ while getopts "d:r:i:o:b:" o; do
 	esac
 done
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
 command -v smtp-source >/dev/null && command -v smtp-sink >/dev/null || { echo "smtp-source/smtp-sink not found: apt-get install postfix" >&2; exit 2; }
 work=$(mktemp -d /tmp/soak.XXXXXX)
 chmod 755 "$work"
@@ -38,31 +39,12 @@ stopall() {
 trap stopall EXIT
 if [ -z "$BIN" ]; then
 	BIN=$work/mailsrv
-	(cd "$here/.." && go build -o "$BIN" .) || exit 1
+	build_mailsrv "$BIN" || exit 1
 fi
 BIN=$(readlink -f "$BIN")
 owner=nobody
 [ "$(id -u)" = 0 ] || owner=$(id -un)
-cat >"$work/mailsrv.toml" <<TOML
-myhostname = "mta.soak.example"
-mydomain = "soak.example"
-myorigin = "\$myhostname"
-mydestination = ["\$myhostname", "localhost"]
-mynetworks = ["127.0.0.0/8"]
-alias_maps = []
-alias_database = []
-queue_directory = "spool"
-maillog_file = "maillog"
-mail_owner = "$owner"
-smtpd_peername_lookup = false
-relayhost = "[127.0.0.1]:10046"
-
-[[service]]
-name = "smtp"
-type = "inet"
-listen = "127.0.0.1:10045"
-command = "smtpd"
-TOML
+mailsrv_config "$owner" 127.0.0.1:10045 'relayhost = "[127.0.0.1]:10046"' >"$work/mailsrv.toml"
 sinkuser=()
 [ "$(id -u)" = 0 ] && sinkuser=(-u nobody)
 smtp-sink "${sinkuser[@]}" 127.0.0.1:10046 1000 >/dev/null 2>&1 &

@@ -13,6 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 B=${BENCH:-$(cd "$here/../../shared/bench" 2>/dev/null && pwd)}
 [ -f "$B/postfix-instance.sh" ] || { echo "set BENCH to the shared bench folder" >&2; exit 2; }
 source "$B/postfix-instance.sh"
+source "$here/lib.sh"
 work=$(mktemp -d /tmp/tls-bench.XXXXXX)
 chmod 755 "$work"
 trap 'pfi_destroy >/dev/null 2>&1; "$MAILSRV" -c "$work/ms/mailsrv.toml" postfix stop >/dev/null 2>&1; rm -rf "$work"' EXIT
@@ -23,24 +24,8 @@ cat "$work/key.pem" "$work/cert.pem" >"$work/chain.pem"
 chmod 644 "$work"/*.pem
 
 mkdir -p "$work/ms"
-cat >"$work/ms/mailsrv.toml" <<CONF
-myhostname = "mta.bench.example"
-mynetworks = ["127.0.0.0/8"]
-alias_maps = []
-alias_database = []
-queue_directory = "spool"
-maillog_file = "maillog"
-mail_owner = "nobody"
-smtpd_peername_lookup = false
-smtpd_tls_security_level = "may"
-smtpd_tls_chain_files = ["$work/chain.pem"]
-
-[[service]]
-name = "smtp"
-type = "inet"
-listen = "127.0.0.1:10035"
-command = "smtpd"
-CONF
+mailsrv_config nobody 127.0.0.1:10035 "smtpd_tls_security_level = \"may\"
+smtpd_tls_chain_files = [\"$work/chain.pem\"]" >"$work/ms/mailsrv.toml"
 "$MAILSRV" -c "$work/ms/mailsrv.toml" postfix start >/dev/null || exit 1
 for resume in false true; do
 	"$work/tlsbench" -a 127.0.0.1:10035 -n 100 -c "$C" -resume=$resume -l warm >/dev/null
