@@ -147,15 +147,6 @@ type Logger interface {
 	Warnf(format string, args ...any)
 }
 
-// Recover runs at start: RecoverActive, then CheckIncoming. It returns
-// how many messages are waiting in incoming.
-func (q *Queue) Recover(log Logger, maxTemp time.Duration) (int, error) {
-	if err := q.RecoverActive(log); err != nil {
-		return 0, err
-	}
-	return q.CheckIncoming(log, maxTemp)
-}
-
 // RecoverActive puts the messages a crash or a stop left in active back
 // into incoming to be scheduled again (into deferred when qmgr had
 // recorded a retry time before delivering them). It must run before qmgr

@@ -232,12 +232,15 @@ func TestCorruptFiles(t *testing.T) {
 	}
 
 	log := &testLog{}
-	n, err := q.Recover(log, time.Hour)
+	if err := q.RecoverActive(log); err != nil {
+		t.Fatal(err)
+	}
+	n, err := q.CheckIncoming(log, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n != 2 {
-		t.Errorf("Recover found %d messages, want 2", n)
+		t.Errorf("recovery found %d messages, want 2", n)
 	}
 	for _, id := range []string{truncated, noEnd, garbage, wrongVersion, longLen} {
 		if _, err := os.Stat(filepath.Join(q.Dir, Corrupt, id)); err != nil {
@@ -481,12 +484,12 @@ func TestCrashSafety(t *testing.T) {
 	t.Logf("%d confirmed, %d complete files, %d unfinished files left by kills", len(confirmed), ready, notReady)
 	// Recovery removes the unfinished ones once they are old enough.
 	log := &testLog{}
-	n, err := q.Recover(log, 0)
+	n, err := q.CheckIncoming(log, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n != ready {
-		t.Errorf("Recover counted %d, want %d", n, ready)
+		t.Errorf("CheckIncoming counted %d, want %d", n, ready)
 	}
 }
 
