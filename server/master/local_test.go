@@ -33,6 +33,25 @@ func makeUsers(t *testing.T, base string, uid, gid int, names ...string) testUse
 	return users
 }
 
+// localSite makes a mail spool (mode 1777) and an aliases file under
+// base, and returns the spool and the settings that point local(8) at
+// them, with default_privs.
+func localSite(t *testing.T, base, aliasText, privs string) (spool, settings string) {
+	t.Helper()
+	spool = filepath.Join(base, "mail")
+	openDir(t, spool, 0o1777)
+	aliases := filepath.Join(base, "aliases")
+	if err := os.WriteFile(aliases, []byte(aliasText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return spool, fmt.Sprintf(`
+myorigin = "$myhostname"
+alias_maps = ["texthash:%s"]
+mail_spool_directory = %q
+default_privs = %q
+`, aliases, spool, privs)
+}
+
 // mailUID is the uid the test's users get: as root a real unprivileged
 // uid (nobody), else our own (only root can switch users).
 func mailUID() (uid, gid int, name string) {
@@ -71,8 +90,6 @@ func TestLocalDelivery(t *testing.T) {
 	t.Parallel()
 	uid, gid, privs := mailUID()
 	base := t.TempDir()
-	spool := filepath.Join(base, "mail")
-	openDir(t, spool, 0o1777)
 	out := filepath.Join(base, "out")
 	openDir(t, out, 0o777)
 	users := makeUsers(t, base, uid, gid, "alice", "bob", "carol")
@@ -83,17 +100,8 @@ func TestLocalDelivery(t *testing.T) {
 	if err := os.WriteFile(script, []byte("#!/bin/sh\ncat > "+out+"/script.$$\necho \"$RECIPIENT $SENDER\" > "+out+"/env\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	aliases := filepath.Join(base, "aliases")
-	if err := os.WriteFile(aliases, []byte(fmt.Sprintf("team alice, bob, \"|%s\", %s/teamfile\npostmaster alice\n", script, out)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dir, addr, stop := localDaemon(t, users, fmt.Sprintf(`
-myorigin = "$myhostname"
-alias_maps = ["texthash:%s"]
-mail_spool_directory = %q
-default_privs = %q
-smtpd_reject_unlisted_recipient = false
-`, aliases, spool, privs))
+	spool, site := localSite(t, base, fmt.Sprintf("team alice, bob, \"|%s\", %s/teamfile\npostmaster alice\n", script, out), privs)
+	dir, addr, stop := localDaemon(t, users, site+"smtpd_reject_unlisted_recipient = false\n")
 
 	send(t, addr, "alice@mx.example.test", []string{"team@mx.example.test"}, "Subject: team\r\n\r\nFrom here\r\nbody\r\n")
 	send(t, addr, "alice@mx.example.test", []string{"nosuchuser@mx.example.test"}, "Subject: lost\r\n\r\nx\r\n")
@@ -168,18 +176,11 @@ func TestLocalMaildirAndMore(t *testing.T) {
 	if err := os.WriteFile(list, []byte("dora\n|/bin/true\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	aliases := filepath.Join(base, "aliases")
-	if err := os.WriteFile(aliases, []byte(fmt.Sprintf(
-		"club :include:%s\nowner-club dora\nfar outside@remote.example\nloop loop2\nloop2 loop\n", list)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	dir, addr, stop := localDaemon(t, users, fmt.Sprintf(`
-myorigin = "$myhostname"
-alias_maps = ["texthash:%s"]
-home_mailbox = "Maildir/"
-default_privs = %q
+	_, site := localSite(t, base, fmt.Sprintf(
+		"club :include:%s\nowner-club dora\nfar outside@remote.example\nloop loop2\nloop2 loop\n", list), privs)
+	dir, addr, stop := localDaemon(t, users, site+`home_mailbox = "Maildir/"
 smtpd_reject_unlisted_recipient = false
-`, aliases, privs))
+`)
 	send(t, addr, "s@remote.example", []string{"club@mx.example.test"}, "Subject: club\r\n\r\nx\r\n")
 	send(t, addr, "s@remote.example", []string{"eve@mx.example.test"}, "Subject: loop\r\nDelivered-To: eve@mx.example.test\r\n\r\nx\r\n")
 	send(t, addr, "s@remote.example", []string{"far@mx.example.test"}, "Subject: far\r\n\r\nx\r\n")

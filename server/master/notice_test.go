@@ -134,26 +134,16 @@ func TestNotices(t *testing.T) {
 	t.Parallel()
 	uid, gid, privs := mailUID()
 	base := t.TempDir()
-	spool := filepath.Join(base, "mail")
-	openDir(t, spool, 0o1777)
 	users := makeUsers(t, base, uid, gid, "alice", "pm")
-	aliases := filepath.Join(base, "aliases")
-	if err := os.WriteFile(aliases, []byte("postmaster pm\nlist alice, ghost\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	spool, site := localSite(t, base, "postmaster pm\nlist alice, ghost\n", privs)
 	_, port := startMXs(t, nil, "mx.dsn.test", "mx.nodsn.test")
 	d := startDNS(t, map[string]string{"mx.dsn.test": "127.0.0.2", "mx.nodsn.test": "127.0.0.3"},
 		map[string][]string{"dsn.test": {"10 mx.dsn.test"}, "plain.test": {"10 mx.nodsn.test"}})
-	dir, addr, stop := localDaemon(t, users, fmt.Sprintf(`
-myorigin = "$myhostname"
-alias_maps = ["texthash:%s"]
-mail_spool_directory = %q
-default_privs = %q
-smtpd_reject_unlisted_recipient = false
+	dir, addr, stop := localDaemon(t, users, site+fmt.Sprintf(`smtpd_reject_unlisted_recipient = false
 mailsrv_dns_servers = [%q]
 smtp_tcp_port = %q
 notify_classes = ["bounce", "resource", "software"]
-`, aliases, spool, privs, d.addr, port))
+`, d.addr, port))
 
 	const me = "alice@mx.example.test"
 	success := []gosmtp.DSNNotify{gosmtp.DSNNotifySuccess}
@@ -292,13 +282,8 @@ func TestVerifyReport(t *testing.T) {
 	t.Parallel()
 	uid, gid, privs := mailUID()
 	base := t.TempDir()
-	spool := filepath.Join(base, "mail")
-	openDir(t, spool, 0o1777)
 	users := makeUsers(t, base, uid, gid, "alice", "bob")
-	aliases := filepath.Join(base, "aliases")
-	if err := os.WriteFile(aliases, []byte("list bob, ghost, far@dsn.test\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	spool, site := localSite(t, base, "list bob, ghost, far@dsn.test\n", privs)
 	// bounce_template_file replaces the reports' wording (verify_template
 	// serves -bv and -v, as in Postfix).
 	templates := filepath.Join(base, "bounce.cf")
@@ -307,15 +292,10 @@ func TestVerifyReport(t *testing.T) {
 	}
 	mxs, port := startMXs(t, nil, "mx.dsn.test")
 	d := startDNS(t, map[string]string{"mx.dsn.test": "127.0.0.2"}, map[string][]string{"dsn.test": {"10 mx.dsn.test"}})
-	dir, _, stop := localDaemon(t, users, fmt.Sprintf(`
-myorigin = "$myhostname"
-alias_maps = ["texthash:%s"]
-mail_spool_directory = %q
-default_privs = %q
-mailsrv_dns_servers = [%q]
+	dir, _, stop := localDaemon(t, users, site+fmt.Sprintf(`mailsrv_dns_servers = [%q]
 smtp_tcp_port = %q
 bounce_template_file = %q
-`, aliases, spool, privs, d.addr, port, templates))
+`, d.addr, port, templates))
 	queueDir := filepath.Join(dir, "spool")
 
 	req := pickup.SubmitRequest{Op: "mail", Sender: "alice", SenderSet: true, Verify: true,
