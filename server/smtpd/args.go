@@ -35,8 +35,10 @@ func parsePath(s string) (addr string, params []string, ok bool) {
 	}
 	if strings.HasPrefix(raw, "@") {
 		// A source route: RFC 5321 says to ignore it.
+		// Its domains hold no quotes, so the first ':' ends it, and
+		// what follows must be an address of its own.
 		i := strings.IndexByte(raw, ':')
-		if i < 0 {
+		if i < 0 || strings.ContainsAny(raw[:i], `"\`) || !validAddress(raw[i+1:]) {
 			return "", nil, false
 		}
 		raw = raw[i+1:]
