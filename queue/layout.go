@@ -1,8 +1,10 @@
 // Package queue owns the mail queue on disk: the directories under
 // queue_directory (maildrop, incoming, active, deferred, hold, corrupt and
-// the per-message logs bounce, defer, trace), their ownership and modes.
-// The queue directory is the only truth about mail in flight: everything
-// the daemon holds in memory can be rebuilt from it.
+// the per-message logs bounce, defer, trace), their ownership and modes,
+// and recycle, where the daemon keeps the files of delivered messages to
+// write new ones into (recycle.go says why). The queue directory is the
+// only truth about mail in flight: everything the daemon holds in memory
+// can be rebuilt from it.
 package queue
 
 import (
@@ -43,6 +45,7 @@ var Dirs = []Dir{
 	{Name: "trace", Mode: 0o700},
 	{Name: "flush", Mode: 0o700},
 	{Name: "saved", Mode: 0o700},
+	{Name: Recycle, Mode: 0o700},
 	{Name: "private", Mode: 0o700},
 	{Name: "public", Mode: 0o711},
 	{Name: "pid", Mode: 0o755},

@@ -130,11 +130,6 @@ func (q *Queue) Remove(queue, id string) error {
 	return err
 }
 
-// RemoveFile deletes a message that has no status logs.
-func (q *Queue) RemoveFile(queue, id string) error {
-	return os.Remove(q.Path(queue, id))
-}
-
 // Quarantine moves a damaged file to corrupt/, where it stays for the
 // operator.
 func (q *Queue) Quarantine(queue, id string) error {

@@ -55,13 +55,15 @@ type Queue struct {
 	coveredOnce   sync.Once
 	covered       bool // a file's fsync makes its name durable too
 	alwaysSyncDir bool // tests: fsync the directory on any file system
+
+	recycle *recycler // nil unless EnableRecycling
 }
 
 // New opens the queue rooted at dir. hashNames are the queues that use
 // hashed subdirectories, depth how many levels (hash_queue_names,
 // hash_queue_depth).
 func New(dir string, hashNames []string, depth int) *Queue {
-	q := &Queue{Dir: dir, hashDepth: depth, hashed: map[string]bool{}, sync: (*os.File).Sync}
+	q := &Queue{Dir: dir, hashDepth: depth, hashed: map[string]bool{}, sync: (*os.File).Sync, recycle: recyclerFor(dir)}
 	for _, n := range hashNames {
 		q.hashed[n] = true
 	}
@@ -101,12 +103,18 @@ type Writer struct {
 	err     error
 	done    bool
 	ready   os.FileMode // mode that marks the file complete
+	// recycled: the file held an earlier message, whose bytes past the
+	// end of this one Commit cuts off.
+	recycled bool
 }
 
 // Create starts a new message in a queue (incoming for cleanup, maildrop
 // for sendmail). The caller adds the envelope, streams the content, and
 // calls Commit or Abort.
 func (q *Queue) Create(queue string, arrival time.Time) (*Writer, error) {
+	if w, ok := q.reuse(queue); ok {
+		return w.start(arrival), nil
+	}
 	dir := filepath.Join(q.Dir, queue)
 	if w, err := q.createLinked(queue, dir); err == nil {
 		return w.start(arrival), nil
@@ -355,6 +363,9 @@ func (w *Writer) Commit() error {
 	}
 	if w.err == nil {
 		_, w.err = w.f.WriteAt(paddedUvarint(uint64(w.content)), w.mLenOff)
+	}
+	if w.err == nil && w.recycled {
+		w.err = w.f.Truncate(w.off)
 	}
 	if w.err == nil {
 		w.err = w.f.Chmod(w.readyMode())

@@ -675,13 +675,10 @@ func (m *Manager) finish(msg *message) {
 		}
 	}
 	if !msg.deferred && !undone {
-		remove := m.q.Remove
-		if !msg.retry && !msg.bounced && !msg.traced {
-			// New mail delivered at the first attempt has no status
-			// logs: one unlink, not four.
-			remove = m.q.RemoveFile
-		}
-		if err := remove(queue.Active, id); err != nil {
+		// New mail delivered at the first attempt has no status logs:
+		// no unlinks for them.
+		logs := msg.retry || msg.bounced || msg.traced
+		if err := m.q.Retire(f, logs); err != nil {
 			m.log.Warnf("%s: remove: %v", id, err)
 			return
 		}

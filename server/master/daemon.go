@@ -25,6 +25,7 @@ import (
 	"mailsrv/maillog"
 	"mailsrv/queue"
 	"mailsrv/queue/qmgr"
+	"mailsrv/server/pickup"
 )
 
 // Options control one run of the daemon.
@@ -140,6 +141,10 @@ func (d *Daemon) start() (err error) {
 	// large incoming queue must not delay the start (qmgr sets aside a
 	// damaged file it meets first by itself).
 	q := queue.FromConfig(p)
+	if err := q.EnableRecycling(); err != nil {
+		d.lock.Close()
+		return fmt.Errorf("queue recovery: %w", err)
+	}
 	if err := q.RecoverActive(d.mlog); err != nil {
 		d.lock.Close()
 		return fmt.Errorf("queue recovery: %w", err)
@@ -367,13 +372,34 @@ func (d *Daemon) openListeners(cfg *config.Config) error {
 		d.listeners[key] = newSharedListener(ln)
 		opened = append(opened, key)
 	}
+	// The submission socket too (pickup's): a sendmail run right after
+	// the start is reported must reach the daemon, not fall back to
+	// maildrop.
+	key := submitKey(cfg)
+	if _, ok := d.listeners[key]; !ok {
+		ln, err := pickup.Listen(cfg.Params.QueueDirectory)
+		if err != nil {
+			for _, k := range opened {
+				d.listeners[k].close()
+				delete(d.listeners, k)
+			}
+			return fmt.Errorf("submission socket: %w", err)
+		}
+		d.listeners[key] = newSharedListener(ln)
+	}
 	return nil
+}
+
+// submitKey is the submission socket's key among the listeners.
+func submitKey(cfg *config.Config) string {
+	return "unix " + filepath.Join(cfg.Params.QueueDirectory, pickup.SubmitSocket)
 }
 
 // closeListeners closes sockets cfg does not use (all when cfg is nil).
 func (d *Daemon) closeListeners(cfg *config.Config) {
 	keep := map[string]bool{}
 	if cfg != nil {
+		keep[submitKey(cfg)] = true
 		for _, s := range cfg.Services {
 			if hasSocket(s) && Implemented(s.Command) {
 				keep[listenKey(s)] = true
@@ -400,6 +426,8 @@ func (d *Daemon) startServices(cfg *config.Config) map[string]bool {
 		var sl *sharedListener
 		if hasSocket(s) {
 			sl = d.listeners[listenKey(s)]
+		} else if s.Command == "pickup" {
+			sl = d.listeners[submitKey(cfg)]
 		}
 		slot := slotName(s.Name, s.Command)
 		started[slot] = true
@@ -409,7 +437,11 @@ func (d *Daemon) startServices(cfg *config.Config) map[string]bool {
 		if !replaced(cfg, b.name, b.command) {
 			slot := slotName(b.name, b.command)
 			started[slot] = true
-			d.sup.Start(d.ctx, slot, d.factory(cfg, nil, b.name, b.command, roles[b.command], nil))
+			var sl *sharedListener
+			if b.command == "pickup" {
+				sl = d.listeners[submitKey(cfg)]
+			}
+			d.sup.Start(d.ctx, slot, d.factory(cfg, nil, b.name, b.command, roles[b.command], sl))
 		}
 	}
 	return started

@@ -3,7 +3,6 @@ package master
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 
 	"mailsrv/config"
@@ -226,12 +225,12 @@ func newPickup(env *Env) (Service, error) {
 		Wake:    env.Wakeup,
 	}
 	sub := &pickup.Submitter{P: env.Params, Cleanup: c, Log: env.Log, Flush: env.Flush}
-	// pickup also owns the submission socket: both are the way local
-	// mail comes in.
+	// pickup also serves the submission socket (the master opens it):
+	// both are the way local mail comes in.
 	return ServiceFunc(func(ctx context.Context) error {
-		l, err := pickup.Listen(env.Params.QueueDirectory)
-		if err != nil {
-			return fmt.Errorf("submission socket: %w", err)
+		l := env.Listener
+		if l == nil {
+			return errors.New("no submission socket")
 		}
 		errc := make(chan error, 1)
 		go func() { errc <- sub.Serve(ctx, l) }()
