@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"path/filepath"
@@ -135,6 +136,31 @@ func TestRecycle(t *testing.T) {
 	}
 	if id := enqueue(t, q2, Incoming, 7, 100, rcpt); inode(t, q.Path(Incoming, id)) == inode(t, q.Path(Incoming, fresh)) {
 		t.Error("impossible: two live messages share an inode")
+	}
+}
+
+// TestFillRecycling: the files made at start are used by new messages
+// and hold them as any recycled file does.
+func TestFillRecycling(t *testing.T) {
+	t.Parallel()
+	q := newQueue(t)
+	if err := q.EnableRecycling(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.FillRecycling(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(q.Dir, Recycle))
+	if len(ents) != recycleFill {
+		t.Fatalf("%d files made, want %d", len(ents), recycleFill)
+	}
+	id := enqueue(t, q, Incoming, 1, 500, Recipient{Addr: "a@example.net"})
+	if ents, _ := os.ReadDir(filepath.Join(q.Dir, Recycle)); len(ents) != recycleFill-1 {
+		t.Errorf("the new message did not take a made file: %d left", len(ents))
+	}
+	m, err := q.Read(Incoming, id)
+	if err != nil || len(m.Recipients) != 1 || m.ContentSize != 500 {
+		t.Errorf("message in a made file: %v %+v", err, m)
 	}
 }
 

@@ -180,6 +180,13 @@ func (d *Daemon) start() (err error) {
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.hard, d.hardC = context.WithCancel(context.Background())
+	// Files for cleanup to reuse, made as mail_owner (reuse takes only
+	// files of its own user).
+	go func() {
+		if err := q.FillRecycling(d.ctx); err != nil {
+			d.mlog.Warnf("queue files for reuse: %v", err)
+		}
+	}()
 	d.sup = NewSupervisor(d.mlog, p.ServiceThrottleTime)
 	// The control socket last: a request may come in at once.
 	d.mu.Lock()
