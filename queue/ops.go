@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Entry is one file found in a queue directory.
@@ -90,13 +92,13 @@ func (q *Queue) Find(id string, queues ...string) (string, error) {
 // Move renames a message from one queue to another.
 func (q *Queue) Move(id, from, to string) error {
 	dst := q.Path(to, id)
-	err := os.Rename(q.Path(from, id), dst)
+	err := rename(q.Path(from, id), dst)
 	if errors.Is(err, fs.ErrNotExist) && q.hashed[to] {
 		if _, serr := os.Stat(q.Path(from, id)); serr == nil {
 			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 				return err
 			}
-			err = os.Rename(q.Path(from, id), dst)
+			err = rename(q.Path(from, id), dst)
 		}
 	}
 	return err
@@ -355,4 +357,36 @@ func (s *Scanner) Close() {
 		d.f.Close()
 	}
 	s.stack = nil
+}
+
+// rename is os.Rename without its Lstat of the target (it checks for a
+// directory there, which a queue never has): one system call fewer on
+// each move of every message.
+func rename(from, to string) error {
+	for {
+		err := unix.Rename(from, to)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+		}
+		return nil
+	}
+}
+
+// openFile is os.OpenFile for a queue file without the poller: os.OpenFile
+// tries to register every file with epoll (four fcntl calls and a failed
+// epoll_ctl for a regular file); os.NewFile does not.
+func openFile(path string, flag int) (*os.File, error) {
+	for {
+		fd, err := unix.Open(path, flag|unix.O_CLOEXEC, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+		}
+		return os.NewFile(uintptr(fd), path), nil
+	}
 }

@@ -459,7 +459,7 @@ func (f *File) Owner() int {
 func OpenPath(path string) (*File, error) { return openPath(path, os.O_RDONLY) }
 
 func openPath(path string, flag int) (*File, error) {
-	f, err := os.OpenFile(path, flag, 0)
+	f, err := openFile(path, flag)
 	if err != nil {
 		return nil, err
 	}

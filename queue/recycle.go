@@ -159,7 +159,7 @@ func (q *Queue) Retire(f *File, logs bool) error {
 		size = 0
 	}
 	dst := filepath.Join(q.Dir, Recycle, f.ID)
-	if err := os.Rename(path, dst); err != nil {
+	if err := rename(path, dst); err != nil {
 		r.mu.Lock()
 		r.bytes -= size
 		r.mu.Unlock()

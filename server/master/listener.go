@@ -1,6 +1,7 @@
 package master
 
 import (
+	"context"
 	"errors"
 	"net"
 	"os"
@@ -121,5 +122,9 @@ func listen(typ, addr string) (net.Listener, error) {
 		}
 		return net.Listen("unix", addr)
 	}
-	return net.Listen("tcp", addr)
+	// No TCP keepalive on accepted connections (Go's default sets four
+	// socket options on each): as in Postfix, smtpd_timeout ends a
+	// session whose client has gone.
+	lc := net.ListenConfig{KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
