@@ -109,8 +109,9 @@ type Writer struct {
 }
 
 // Create starts a new message in a queue (incoming for cleanup, maildrop
-// for sendmail). The caller adds the envelope, streams the content, and
-// calls Commit or Abort.
+// for sendmail): in a recycled file when the daemon has one (recycle.go),
+// else in a new one. The caller adds the envelope, streams the content,
+// and calls Commit or Abort.
 func (q *Queue) Create(queue string, arrival time.Time) (*Writer, error) {
 	if w, ok := q.reuse(queue); ok {
 		return w.start(arrival), nil
