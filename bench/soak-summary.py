@@ -20,7 +20,9 @@ if len(rows) < 4:
 print("| metric | first quarter avg | last quarter avg | slope per hour |")
 print("|---|---|---|---|")
 q = len(rows) // 4
-for col in ["pss_kb", "rss_kb", "heap_inuse_mb", "goroutines", "queued"]:
+for col in ["pss_kb", "rss_kb", "heap_inuse_mb", "goroutines", "queued", "recycled", "spool_kb"]:
+    if col not in rows[0]:
+        continue
     pts = [(float(r["t_s"]), float(r[col])) for r in rows if r[col] not in ("", "NA")]
     if len(pts) < 4:
         continue

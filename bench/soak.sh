@@ -4,7 +4,8 @@
 # The soak of issue 10 (not in CI): mailsrv relays a steady load to a
 # smtp-sink for an hour (default), and every SAMPLE_S seconds the daemon's
 # memory (PSS and RSS from /proc), its live heap and its goroutine count
-# (through `mailsrv postfix profile`) are written to a CSV. A server that
+# (through `mailsrv postfix profile`), the files queued and kept for
+# reuse and the spool's disk use are written to a CSV. A server that
 # leaks shows it as a slope; bench/soak-summary.py prints the first and
 # last quarter's averages and the fitted growth per hour.
 #
@@ -63,7 +64,7 @@ pid=$(tr -dc 0-9 <"$work/spool/pid/master.pid")
 ) &
 loadpid=$!
 
-echo "t_s,pss_kb,rss_kb,heap_inuse_mb,goroutines,queued" >"$CSV"
+echo "t_s,pss_kb,rss_kb,heap_inuse_mb,goroutines,queued,recycled,spool_kb" >"$CSV"
 start=$SECONDS
 while kill -0 "$loadpid" 2>/dev/null; do
 	t=$((SECONDS - start))
@@ -74,7 +75,10 @@ while kill -0 "$loadpid" 2>/dev/null; do
 	"$BIN" -c "$work/mailsrv.toml" postfix profile goroutine -o "$work/g.pb" >/dev/null 2>&1
 	gor=$(go tool pprof -top "$work/g.pb" 2>/dev/null | sed -n 's/.* of \([0-9]*\) total.*/\1/p' | head -1)
 	queued=$(find "$work/spool/incoming" "$work/spool/active" "$work/spool/deferred" -type f 2>/dev/null | wc -l)
-	echo "$t,${pss:-NA},${rss:-NA},${heap:-NA},${gor:-NA},$queued" | tee -a "$CSV"
+	# Files kept for reuse (queue/recycle.go) and the spool's disk use.
+	recycled=$(find "$work/spool/recycle" -type f 2>/dev/null | wc -l)
+	spool=$(du -sk "$work/spool" 2>/dev/null | cut -f1)
+	echo "$t,${pss:-NA},${rss:-NA},${heap:-NA},${gor:-NA},$queued,$recycled,${spool:-NA}" | tee -a "$CSV"
 	sleep "$EVERY"
 done
 sent=$(grep -c 'status=sent' "$work/maillog")
