@@ -360,39 +360,48 @@ func hasSocket(s *config.Service) bool {
 // error, the sockets it opened are closed again.
 func (d *Daemon) openListeners(cfg *config.Config) error {
 	var opened []string
+	open := func(key string, listen func() (net.Listener, error)) error {
+		if _, ok := d.listeners[key]; ok {
+			return nil
+		}
+		ln, err := listen()
+		if err != nil {
+			for _, k := range opened {
+				d.listeners[k].close()
+				delete(d.listeners, k)
+			}
+			return err
+		}
+		d.listeners[key] = newSharedListener(ln)
+		opened = append(opened, key)
+		return nil
+	}
 	for _, s := range cfg.Services {
 		if !hasSocket(s) || !Implemented(s.Command) {
 			continue
 		}
-		key := listenKey(s)
-		if _, ok := d.listeners[key]; ok {
-			continue
-		}
-		ln, err := listen(s.Type, s.Listen)
-		if err != nil {
-			for _, k := range opened {
-				d.listeners[k].close()
-				delete(d.listeners, k)
-			}
+		if err := open(listenKey(s), func() (net.Listener, error) { return listen(s.Type, s.Listen) }); err != nil {
 			return fmt.Errorf("service %s: bind %s: %w", s.Name, s.Listen, err)
 		}
-		d.listeners[key] = newSharedListener(ln)
-		opened = append(opened, key)
 	}
 	// The submission socket too (pickup's): a sendmail run right after
 	// the start is reported must reach the daemon, not fall back to
 	// maildrop.
-	key := submitKey(cfg)
-	if _, ok := d.listeners[key]; !ok {
-		ln, err := pickup.Listen(cfg.Params.QueueDirectory)
-		if err != nil {
-			for _, k := range opened {
-				d.listeners[k].close()
-				delete(d.listeners, k)
-			}
-			return fmt.Errorf("submission socket: %w", err)
-		}
-		d.listeners[key] = newSharedListener(ln)
+	if err := open(submitKey(cfg), func() (net.Listener, error) { return pickup.Listen(cfg.Params.QueueDirectory) }); err != nil {
+		return fmt.Errorf("submission socket: %w", err)
+	}
+	return nil
+}
+
+// listenerFor is the shared socket the instances of a service take: its
+// own (s is nil for a built-in role), or for pickup the submission
+// socket; nil for none.
+func (d *Daemon) listenerFor(cfg *config.Config, s *config.Service, command string) *sharedListener {
+	switch {
+	case s != nil && hasSocket(s):
+		return d.listeners[listenKey(s)]
+	case command == "pickup":
+		return d.listeners[submitKey(cfg)]
 	}
 	return nil
 }
@@ -430,25 +439,15 @@ func (d *Daemon) startServices(cfg *config.Config) map[string]bool {
 			d.mlog.Warnf("service %s: command %s is not part of this version of mailsrv; the service is not started", s.Name, s.Command)
 			continue
 		}
-		var sl *sharedListener
-		if hasSocket(s) {
-			sl = d.listeners[listenKey(s)]
-		} else if s.Command == "pickup" {
-			sl = d.listeners[submitKey(cfg)]
-		}
 		slot := slotName(s.Name, s.Command)
 		started[slot] = true
-		d.sup.Start(d.ctx, slot, d.factory(cfg, s, s.Name, s.Command, role, sl))
+		d.sup.Start(d.ctx, slot, d.factory(cfg, s, s.Name, s.Command, role, d.listenerFor(cfg, s, s.Command)))
 	}
 	for _, b := range builtinRoles {
 		if !replaced(cfg, b.name, b.command) {
 			slot := slotName(b.name, b.command)
 			started[slot] = true
-			var sl *sharedListener
-			if b.command == "pickup" {
-				sl = d.listeners[submitKey(cfg)]
-			}
-			d.sup.Start(d.ctx, slot, d.factory(cfg, nil, b.name, b.command, roles[b.command], sl))
+			d.sup.Start(d.ctx, slot, d.factory(cfg, nil, b.name, b.command, roles[b.command], d.listenerFor(cfg, nil, b.command)))
 		}
 	}
 	return started
