@@ -103,9 +103,9 @@ type Writer struct {
 	err     error
 	done    bool
 	ready   os.FileMode // mode that marks the file complete
-	// recycled: the file held an earlier message, whose bytes past the
-	// end of this one Commit cuts off.
-	recycled bool
+	// stale is the size of a recycled file before this message: the
+	// earlier message's bytes past the end of this one are cut off.
+	stale int64
 }
 
 // Create starts a new message in a queue (incoming for cleanup, maildrop
@@ -365,7 +365,7 @@ func (w *Writer) Commit() error {
 	if w.err == nil {
 		_, w.err = w.f.WriteAt(paddedUvarint(uint64(w.content)), w.mLenOff)
 	}
-	if w.err == nil && w.recycled {
+	if w.err == nil && w.off < w.stale {
 		w.err = w.f.Truncate(w.off)
 	}
 	if w.err == nil {

@@ -235,7 +235,7 @@ func (q *Queue) reuse(queue string) (w *Writer, ok bool) {
 		err = unix.Renameat2(unix.AT_FDCWD, src, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
 		if err == nil {
 			f := os.NewFile(uintptr(fd), path)
-			return &Writer{q: q, f: f, id: id, path: path, mLenOff: -1, recycled: true}, true
+			return &Writer{q: q, f: f, id: id, path: path, mLenOff: -1, stale: st.Size}, true
 		}
 		if !errors.Is(err, unix.EEXIST) {
 			unix.Close(fd)
