@@ -398,3 +398,54 @@ func TestCheckReportsQueueProblems(t *testing.T) {
 		t.Errorf("check: %d %q", code, errOut)
 	}
 }
+
+// TestSetPermissions: as root, a hash directory and a message left owned
+// by root in the queue (what a root-run recovery once made) are reported
+// by postfix check, and postfix set-permissions gives them to mail_owner.
+func TestSetPermissions(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("set-permissions needs root")
+	}
+	dir, owner := newInstance(t)
+	if _, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "start"); code != 0 {
+		t.Fatalf("start: %d %q", code, errOut)
+	}
+	mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
+	spool := filepath.Join(dir, "run/spool")
+	hashDir := filepath.Join(spool, "deferred", "E")
+	if err := os.Mkdir(hashDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	msg := filepath.Join(hashDir, "4jjxxt01Lmz1SFwL")
+	if err := os.WriteFile(msg, []byte("x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(spool, "hold"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "check")
+	for _, want := range []string{"not owned by mail_owner (uid 65534, owner is uid 0): " + hashDir, "not owned by mail_owner (uid 65534, owner is uid 0): " + msg,
+		"bad permissions 0755 (want 0700): " + filepath.Join(spool, "hold")} {
+		if code != 0 || !strings.Contains(errOut, want) {
+			t.Errorf("check lacks %q: %d\n%s", want, code, errOut)
+		}
+	}
+	if owner != "nobody" {
+		t.Fatalf("owner %s", owner)
+	}
+	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "set-permissions")
+	if code != 0 || !strings.Contains(errOut, "set-permissions: 3 owner or mode changes") {
+		t.Errorf("set-permissions: %d %q", code, errOut)
+	}
+	for _, p := range []string{hashDir, msg} {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil || st.Uid != 65534 {
+			t.Errorf("%s: uid %d after set-permissions (%v)", p, st.Uid, err)
+		}
+	}
+	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "check")
+	if code != 0 || strings.Contains(errOut, "not owned") || strings.Contains(errOut, "bad permissions") {
+		t.Errorf("check after set-permissions: %d %q", code, errOut)
+	}
+}

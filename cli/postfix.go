@@ -160,7 +160,45 @@ func newPostfix(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(start, startFg, stop, reload, status, check, profileCmd(g))
+	setPerms := &cobra.Command{
+		Use:   "set-permissions",
+		Short: "Give the queue directory and everything in it the owners and modes it needs (as root)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			if os.Geteuid() != 0 {
+				return exitf(1, "fatal: set-permissions must run as root")
+			}
+			p := cfg.Params
+			uid, gid, err := lookupUser(p.MailOwner)
+			if err != nil {
+				return exitf(1, "fatal: mail_owner %s: no such user", p.MailOwner)
+			}
+			if uid == 0 {
+				return exitf(1, "fatal: mail_owner %s: must not be root", p.MailOwner)
+			}
+			o := queue.Owner{UID: uid, GID: gid, SetgidGID: -1}
+			if gr, err := user.LookupGroup(p.SetgidGroup); err == nil {
+				o.SetgidGID, _ = strconv.Atoi(gr.Gid)
+			}
+			n := 0
+			err = queue.SetPermissions(p.QueueDirectory, o, func(what string) {
+				n++
+				if g.verbose {
+					say(c, cfg, "%s", what)
+				}
+			})
+			if err != nil {
+				return exitf(1, "fatal: %s: %v", p.QueueDirectory, err)
+			}
+			say(c, cfg, "set-permissions: %d owner or mode changes in %s", n, p.QueueDirectory)
+			return nil
+		},
+	}
+	cmd.AddCommand(start, startFg, stop, reload, status, check, setPerms, profileCmd(g))
 	return cmd
 }
 

@@ -118,7 +118,124 @@ func Check(root string, o Owner) []string {
 			out = append(out, fmt.Sprintf("not owned by mail_owner (uid %d, owner is uid %d): %s", o.UID, sys.Uid, p))
 		}
 	}
+	if o.UID >= 0 {
+		_ = walkOwned(root, func(path string, d fs.DirEntry, st *syscall.Stat_t) {
+			if int(st.Uid) != o.UID {
+				out = append(out, fmt.Sprintf("not owned by mail_owner (uid %d, owner is uid %d): %s", o.UID, st.Uid, path))
+			}
+			if d.IsDir() && st.Mode&0o7777 != 0o700 {
+				out = append(out, fmt.Sprintf("bad permissions %04o (want 0700): %s", st.Mode&0o7777, path))
+			}
+		}, func(path string, err error) {
+			out = append(out, fmt.Sprintf("cannot read %s: %v", path, err))
+		})
+	}
 	return out
+}
+
+// ownedDirs are the directories whose whole content belongs to
+// mail_owner: everything but maildrop (users' files), and private,
+// public and pid (sockets and the pid file, made by the master itself).
+func ownedDirs() []string {
+	var out []string
+	for _, d := range Dirs {
+		switch d.Name {
+		case Maildrop, "private", "public", "pid":
+		default:
+			out = append(out, d.Name)
+		}
+	}
+	return out
+}
+
+// walkOwned calls fn for everything below the directories of ownedDirs
+// (not for those directories themselves), without following links.
+func walkOwned(root string, fn func(path string, d fs.DirEntry, st *syscall.Stat_t), bad func(path string, err error)) error {
+	for _, name := range ownedDirs() {
+		top := filepath.Join(root, name)
+		err := filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					bad(path, err)
+				}
+				return nil
+			}
+			if path == top {
+				return nil
+			}
+			var st syscall.Stat_t
+			if err := syscall.Lstat(path, &st); err != nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					bad(path, err)
+				}
+				return nil
+			}
+			fn(path, d, &st)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetPermissions repairs the queue's ownership and modes, as postfix
+// set-permissions does: the directories as Create makes them, and every
+// file and hashed directory below them (but maildrop's files, which are
+// their senders') owned by mail_owner, hashed directories mode 0700. File
+// modes are left alone: a queue file's mode says whether it is complete.
+// It must run as root; it reports each change through fixed.
+func SetPermissions(root string, o Owner, fixed func(what string)) error {
+	if os.Geteuid() != 0 || o.UID < 0 {
+		return errors.New("set-permissions must run as root")
+	}
+	for _, d := range Dirs {
+		p := filepath.Join(root, d.Name)
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err == nil {
+			gid := o.GID
+			if d.Group && o.SetgidGID >= 0 {
+				gid = o.SetgidGID
+			}
+			if int(st.Uid) != o.UID || int(st.Gid) != gid {
+				fixed(fmt.Sprintf("owner of %s: uid %d gid %d -> uid %d gid %d", p, st.Uid, st.Gid, o.UID, gid))
+			}
+			if fs.FileMode(st.Mode&0o777)|sticky(st.Mode) != d.Mode {
+				fixed(fmt.Sprintf("mode of %s: %04o -> %04o", p, st.Mode&0o7777, unixMode(d.Mode)))
+			}
+		}
+	}
+	if err := Create(root, o); err != nil {
+		return err
+	}
+	var firstErr error
+	note := func(err error) {
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	err := walkOwned(root, func(path string, d fs.DirEntry, st *syscall.Stat_t) {
+		if int(st.Uid) != o.UID || int(st.Gid) != o.GID {
+			fixed(fmt.Sprintf("owner of %s: uid %d gid %d -> uid %d gid %d", path, st.Uid, st.Gid, o.UID, o.GID))
+			note(os.Lchown(path, o.UID, o.GID))
+		}
+		if d.IsDir() && st.Mode&0o7777 != 0o700 {
+			fixed(fmt.Sprintf("mode of %s: %04o -> 0700", path, st.Mode&0o7777))
+			note(os.Chmod(path, 0o700))
+		}
+	}, func(path string, err error) { note(err) })
+	if err != nil {
+		return err
+	}
+	return firstErr
+}
+
+func sticky(m uint32) fs.FileMode {
+	if m&syscall.S_ISVTX != 0 {
+		return fs.ModeSticky
+	}
+	return 0
 }
 
 // Reachable checks that a user (uid, gid) can search every folder above

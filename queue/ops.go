@@ -25,14 +25,26 @@ type Entry struct {
 // subdirectories are walked too. Names that are not queue IDs (temporary
 // files) are skipped; bogus is told about names that do not belong there
 // at all (nil to ignore). fn may move or remove the file it is given.
+//
+// A hashed subdirectory that cannot be read does not stop the walk: the
+// rest is walked, and the error returned at the end names it (its mail
+// is not lost, but nothing sees it until the operator repairs it).
 func (q *Queue) Walk(queue string, fn func(Entry) error, bogus func(path string)) error {
-	return q.walkDir(queue, filepath.Join(q.Dir, queue), 0, fn, bogus)
+	var unread []error
+	err := q.walkDir(queue, filepath.Join(q.Dir, queue), 0, fn, bogus, &unread)
+	if err != nil {
+		return err
+	}
+	return errors.Join(unread...)
 }
 
-func (q *Queue) walkDir(queue, dir string, depth int, fn func(Entry) error, bogus func(string)) error {
+func (q *Queue) walkDir(queue, dir string, depth int, fn func(Entry) error, bogus func(string), unread *[]error) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && depth > 0 {
+		if depth > 0 {
+			if !errors.Is(err, fs.ErrNotExist) {
+				*unread = append(*unread, err)
+			}
 			return nil
 		}
 		return err
@@ -46,7 +58,7 @@ func (q *Queue) walkDir(queue, dir string, depth int, fn func(Entry) error, bogu
 			switch {
 			case e.IsDir():
 				if len(name) == 1 && strings.Contains("0123456789ABCDEF", name) && depth < 8 {
-					if err := q.walkDir(queue, path, depth+1, fn, bogus); err != nil {
+					if err := q.walkDir(queue, path, depth+1, fn, bogus, unread); err != nil {
 						return err
 					}
 				} else if bogus != nil {
@@ -142,6 +154,7 @@ func (q *Queue) Quarantine(queue, id string) error {
 type Logger interface {
 	Infof(format string, args ...any)
 	Warnf(format string, args ...any)
+	Errorf(format string, args ...any)
 }
 
 // RecoverActive puts the messages a crash or a stop left in active back
@@ -150,7 +163,7 @@ type Logger interface {
 // starts; it only renames, so it is quick whatever the queue size.
 func (q *Queue) RecoverActive(log Logger) error {
 	now := time.Now()
-	return q.Walk(Active, func(e Entry) error {
+	err := q.Walk(Active, func(e Entry) error {
 		// qmgr records the retry time in the mtime before it delivers:
 		// a message whose delivery was interrupted waits for it in
 		// deferred, so a crash loop cannot hammer a destination.
@@ -159,10 +172,21 @@ func (q *Queue) RecoverActive(log Logger) error {
 			to = Deferred
 		}
 		if err := q.Move(e.ID, Active, to); err != nil {
-			log.Warnf("%s: cannot move back to %s: %v", e.ID, to, err)
+			log.Errorf("%s: cannot move back to %s: %v", e.ID, to, err)
 		}
 		return nil
 	}, nil)
+	return unreadable(err, log)
+}
+
+// unreadable logs the part of a walk's error that is about directories
+// it could not read (the walk went on without them) and returns the rest.
+func unreadable(err error, log Logger) error {
+	if err == nil || !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	log.Errorf("%v; the mail in it is not seen (run postfix set-permissions as root)", err)
+	return nil
 }
 
 // CheckIncoming reads every message in incoming: a file that does not
@@ -296,6 +320,7 @@ func (q *Queue) Repair(bogus func(path string)) (int, error) {
 type Scanner struct {
 	queue string
 	stack []*scanDir
+	errs  []error
 }
 
 type scanDir struct {
@@ -318,7 +343,12 @@ func (q *Queue) Scan(queue string) *Scanner {
 func (s *Scanner) push(path string, depth int) {
 	f, err := os.Open(path)
 	if err != nil {
-		return // gone, or not there yet: nothing to scan
+		// Gone, or not there yet: nothing to scan. Anything else (a
+		// directory the daemon may not read) hides mail: say so.
+		if !errors.Is(err, fs.ErrNotExist) {
+			s.errs = append(s.errs, err)
+		}
+		return
 	}
 	s.stack = append(s.stack, &scanDir{f: f, path: path, depth: depth})
 }
@@ -329,7 +359,11 @@ func (s *Scanner) Next() (Entry, bool) {
 		d := s.stack[len(s.stack)-1]
 		if len(d.buf) == 0 {
 			// At the end, or on an error, the directory is done.
-			d.buf, _ = d.f.ReadDir(scanBatch)
+			var err error
+			d.buf, err = d.f.ReadDir(scanBatch)
+			if err != nil && err != io.EOF {
+				s.errs = append(s.errs, fmt.Errorf("read %s: %w", d.path, err))
+			}
 			if len(d.buf) == 0 {
 				d.f.Close()
 				s.stack = s.stack[:len(s.stack)-1]
@@ -350,6 +384,10 @@ func (s *Scanner) Next() (Entry, bool) {
 	}
 	return Entry{}, false
 }
+
+// Err reports the directories of the pass so far that could not be
+// opened or read (their messages were not seen), or nil.
+func (s *Scanner) Err() error { return errors.Join(s.errs...) }
 
 // Close ends a pass early.
 func (s *Scanner) Close() {

@@ -262,8 +262,9 @@ func TestCorruptFiles(t *testing.T) {
 
 type testLog struct{ bytes.Buffer }
 
-func (l *testLog) Infof(f string, a ...any) { fmt.Fprintf(&l.Buffer, f+"\n", a...) }
-func (l *testLog) Warnf(f string, a ...any) { fmt.Fprintf(&l.Buffer, "warning: "+f+"\n", a...) }
+func (l *testLog) Infof(f string, a ...any)  { fmt.Fprintf(&l.Buffer, f+"\n", a...) }
+func (l *testLog) Warnf(f string, a ...any)  { fmt.Fprintf(&l.Buffer, "warning: "+f+"\n", a...) }
+func (l *testLog) Errorf(f string, a ...any) { fmt.Fprintf(&l.Buffer, "error: "+f+"\n", a...) }
 
 // failAfter is a writer that fails once n bytes have gone through.
 type failAfter struct {

@@ -254,6 +254,10 @@ type scan struct {
 	queue string
 	cur   *queue.Scanner // nil between passes
 	again bool
+	// warned is when a pass last reported a directory it could not
+	// read: the error is logged at most once a minute, not on every
+	// pass over incoming.
+	warned time.Time
 }
 
 func (s *scan) start(q *queue.Queue) {
@@ -264,7 +268,7 @@ func (s *scan) start(q *queue.Queue) {
 	s.cur = q.Scan(s.queue)
 }
 
-func (s *scan) next(q *queue.Queue) (string, bool) {
+func (s *scan) next(q *queue.Queue, log *maillog.Logger) (string, bool) {
 	for {
 		if s.cur == nil {
 			if !s.again {
@@ -275,6 +279,12 @@ func (s *scan) next(q *queue.Queue) (string, bool) {
 		}
 		if e, ok := s.cur.Next(); ok {
 			return e.ID, true
+		}
+		if err := s.cur.Err(); err != nil && time.Since(s.warned) >= time.Minute {
+			// Mail in a directory the daemon cannot read would wait
+			// there forever without a word.
+			log.Errorf("%v; the mail in it is not seen (run postfix set-permissions as root)", err)
+			s.warned = time.Now()
 		}
 		s.cur.Close()
 		s.cur = nil
@@ -298,7 +308,7 @@ func (m *Manager) importOne(ctx context.Context) bool {
 			if ctx.Err() != nil {
 				return false
 			}
-			id, ok := s.next(m.q)
+			id, ok := s.next(m.q, m.log)
 			if !ok {
 				break
 			}

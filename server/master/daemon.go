@@ -135,28 +135,13 @@ func (d *Daemon) start() (err error) {
 	if err := d.lockPID(); err != nil {
 		return err
 	}
-	// Only one master runs on a queue (the lock above), so nothing else
-	// moves files in active now: put them back for scheduling. Damaged
-	// files in incoming are looked for in the background: reading a
-	// large incoming queue must not delay the start (qmgr sets aside a
-	// damaged file it meets first by itself).
-	q := queue.FromConfig(p)
-	if err := q.EnableRecycling(); err != nil {
-		d.lock.Close()
-		return fmt.Errorf("queue recovery: %w", err)
-	}
-	if err := q.RecoverActive(d.mlog); err != nil {
-		d.lock.Close()
-		return fmt.Errorf("queue recovery: %w", err)
-	}
-	go func() {
-		if _, err := q.CheckIncoming(d.mlog, time.Hour); err != nil {
-			d.mlog.Warnf("queue recovery: %v", err)
-		}
-	}()
 	defer func() {
 		if err != nil {
 			d.closeListeners(nil)
+			if d.stopHelper != nil {
+				d.stopHelper()
+				d.stopHelper = nil
+			}
 			d.lock.Close()
 		}
 	}()
@@ -175,6 +160,26 @@ func (d *Daemon) start() (err error) {
 	if err := d.dropPrivileges(); err != nil {
 		return err
 	}
+	// Only one master runs on a queue (the lock above), so nothing else
+	// moves files in active now: put them back for scheduling. This runs
+	// as mail_owner: a directory recovery creates (a hash directory of
+	// deferred) must belong to the user that reads it later, or the
+	// mail moved there would be stranded. Damaged files in incoming are
+	// looked for in the background: reading a large incoming queue must
+	// not delay the start (qmgr sets aside a damaged file it meets first
+	// by itself).
+	q := queue.FromConfig(p)
+	if err := q.EnableRecycling(); err != nil {
+		return fmt.Errorf("queue recovery: %w", err)
+	}
+	if err := q.RecoverActive(d.mlog); err != nil {
+		return fmt.Errorf("queue recovery: %w", err)
+	}
+	go func() {
+		if _, err := q.CheckIncoming(d.mlog, time.Hour); err != nil {
+			d.mlog.Warnf("queue recovery: %v", err)
+		}
+	}()
 	if err := d.writePID(); err != nil {
 		return err
 	}
