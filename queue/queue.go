@@ -399,6 +399,11 @@ func (w *Writer) Commit() error {
 // mail_owner, can read a file another user owns.
 func (w *Writer) SetReadyMode(m os.FileMode) { w.ready = m }
 
+// SetUnthrottle marks the new message as released by the operator
+// (postsuper -r): qmgr and the delivery agents try its destinations at
+// once, even those that failed a moment ago.
+func (w *Writer) SetUnthrottle() { w.ready = modeReady | modeThrottle }
+
 func (w *Writer) readyMode() os.FileMode {
 	if w.ready != 0 {
 		return w.ready

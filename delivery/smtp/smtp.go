@@ -56,7 +56,9 @@ type Agent struct {
 
 // deadHost is a server that failed to connect or greet: for deadTime the
 // following deliveries skip it instead of waiting for it again, so a dead
-// MX costs one timeout per burst, not one per message.
+// MX costs one timeout per burst, not one per message. Mail the operator
+// released (Delivery.Flush) tries it all the same, and a server that
+// answers again is forgotten at once.
 type deadHost struct {
 	until  time.Time
 	reason qmgr.Status
@@ -301,7 +303,7 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 		}
 		final := i == len(servers)-1 || sessions+1 >= max(p.SMTPMxSessionLimit, 1)
 		ap := netip.AddrPortFrom(srv.addr, uint16(srv.port))
-		if st, ok := a.isDead(ap); ok {
+		if st, ok := a.isDead(ap); ok && !d.Flush {
 			last = st
 			continue
 		}
@@ -317,6 +319,7 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 			}
 			continue
 		}
+		a.forgetDead(ap)
 		sessions++
 		d.SetupDone()
 		ok := a.transaction(d, s)
@@ -351,6 +354,15 @@ func (a *Agent) isDead(ap netip.AddrPort) (qmgr.Status, bool) {
 		return qmgr.Status{}, false
 	}
 	return h.reason, true
+}
+
+// forgetDead clears a server that answered again.
+func (a *Agent) forgetDead(ap netip.AddrPort) {
+	a.deadMu.Lock()
+	defer a.deadMu.Unlock()
+	if len(a.dead) > 0 {
+		delete(a.dead, ap)
+	}
 }
 
 func (a *Agent) markDead(ap netip.AddrPort, st qmgr.Status) {

@@ -41,6 +41,10 @@ type Delivery struct {
 	// .forward, smtp and lmtp stop after RCPT), and delivers nothing.
 	// Its Sent means "deliverable", Defer and Bounce "undeliverable".
 	Verify bool
+	// Flush is set when the operator released the message (postqueue
+	// -f, -s, -i, ETRN, sendmail -q, postsuper -r): the agent tries
+	// every server now, even one it has just seen fail.
+	Flush bool
 
 	file       *queue.File
 	q          *queue.Queue

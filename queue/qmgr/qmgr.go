@@ -564,7 +564,7 @@ func (m *Manager) delivery(t *transport, d *dest, e *entry) *Delivery {
 	return &Delivery{
 		ID: f.ID, Transport: t.name, Nexthop: e.nexthop, Sender: f.Sender,
 		Arrival: f.Arrival, Attrs: f.Attrs, Size: f.ContentSize, Recipients: e.rcpts,
-		Ctx: m.o.Hard, file: f, q: m.q, soft: m.p.SoftBounce, wantReport: wantsReport(f), Verify: verifyOnly(f),
+		Ctx: m.o.Hard, file: f, q: m.q, soft: m.p.SoftBounce, wantReport: wantsReport(f), Verify: verifyOnly(f), Flush: e.msg.flush,
 		decimals: m.p.DelayLoggingResolutionLimit, active: e.msg.active,
 		msg: e.msg, dest: d, done: m.done,
 	}

@@ -60,6 +60,9 @@ type Envelope struct {
 	// LocalHeaders: the client is in the local header rewrite context
 	// (local_header_rewrite_clients), so missing headers are added.
 	LocalHeaders bool
+	// Flush: the operator asked for this message to go now (postsuper
+	// -r), as postqueue -f asks for the deferred queue.
+	Flush bool
 }
 
 // Cleanup holds one configuration's rewriting rules and queue.
@@ -150,6 +153,9 @@ func (c *Cleanup) Open(env Envelope) (*Message, error) {
 	if err != nil {
 		c.log.Warnf("create queue file: %v", err)
 		return nil, ErrWrite
+	}
+	if env.Flush {
+		w.SetUnthrottle()
 	}
 	if !env.Create.IsZero() {
 		w.SetCreateTime(env.Create)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -521,4 +522,91 @@ func TestReloadRenewsCertificate(t *testing.T) {
 		}
 	}
 	<-stopped
+}
+
+// TestFlushTriesDeadHostNow: every MX of a domain is down, so its mail is
+// deferred and the client remembers the host as dead. The operator brings
+// the host back and asks for delivery now: postqueue -f, postqueue -i
+// and postsuper -r must each reach it at once, not a minute later.
+func TestFlushTriesDeadHostNow(t *testing.T) {
+	t.Parallel()
+	// An address of our own on loopback, and a port nothing listens on.
+	host := fmt.Sprintf("127.0.%d.%d", 100+mrand.IntN(100), 2+mrand.IntN(250))
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	d := startDNS(t, map[string]string{"mx.down.test": host}, map[string][]string{"down.test": {"10 mx.down.test"}})
+	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
+alias_maps = []
+mailsrv_dns_servers = [%q]
+smtp_tcp_port = %q
+minimal_backoff_time = "1h"
+maximal_backoff_time = "2h"
+`, d.addr, port))
+	defer stop()
+	queueDir := filepath.Join(dir, "spool")
+	q := queue.New(queueDir, []string{queue.Deferred, queue.DeferLog}, 1)
+	refused := func(rcpt string) bool {
+		return regexp.MustCompile(`to=<` + regexp.QuoteMeta(rcpt) + `>, relay=none, .*status=deferred \(connect to mx.down.test\[` + regexp.QuoteMeta(host) + `\]:\d+: Connection refused\)`).MatchString(readLog(dir))
+	}
+	// deferOne sends a message to rcpt, waits until the client was
+	// refused and returns the message's queue ID.
+	deferOne := func(rcpt string) string {
+		send(t, addr, "s@example.test", []string{rcpt}, "Subject: later\r\n\r\nx\r\n")
+		eventuallyLog(t, dir, rcpt+" deferred", func() bool { return refused(rcpt) })
+		var id string
+		eventuallyLog(t, dir, rcpt+" in deferred", func() bool {
+			_ = q.Walk(queue.Deferred, func(e queue.Entry) error { id = e.ID; return nil }, nil)
+			return id != ""
+		})
+		return id
+	}
+	sent := func(rcpt string) bool {
+		return regexp.MustCompile(`to=<` + regexp.QuoteMeta(rcpt) + `>, relay=mx.down.test\[.*status=sent`).MatchString(readLog(dir))
+	}
+	// Each flush below comes within the minute the client would
+	// otherwise skip the host; the host is down again in between, so
+	// each one finds it dead in the client's memory.
+	up := func() func() {
+		mxs := &fakeMX{name: "mx.down.test"}
+		l, err := net.Listen("tcp", net.JoinHostPort(host, port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mxs.ln = l
+		mxs.srv = gosmtp.NewServer(mxs)
+		mxs.srv.Domain = "mx.down.test"
+		go mxs.srv.Serve(l)
+		return func() { mxs.srv.Close() }
+	}
+	deferOne("f@down.test")
+	down := up()
+	if _, err := Call(queueDir, Request{Cmd: "flush"}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyLog(t, dir, "postqueue -f to deliver f@down.test at once", func() bool { return sent("f@down.test") })
+	down()
+
+	id := deferOne("i@down.test")
+	down = up()
+	if _, err := Call(queueDir, Request{Cmd: "flush-id", Args: []string{id}}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyLog(t, dir, "postqueue -i to deliver i@down.test at once", func() bool { return sent("i@down.test") })
+	down()
+
+	id = deferOne("r@down.test")
+	down = up()
+	defer down()
+	// postsuper -r: the message goes back through pickup and cleanup.
+	if err := q.Move(id, queue.Deferred, queue.Maildrop); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Call(queueDir, Request{Cmd: "wakeup"}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyLog(t, dir, "postsuper -r to deliver r@down.test at once", func() bool { return sent("r@down.test") })
 }

@@ -108,6 +108,8 @@ func (p *Pickup) one(e queue.Entry) {
 		for k, v := range f.Attrs {
 			env.Attrs[k] = v
 		}
+		// Requeued by the operator (postsuper -r): deliver now.
+		env.Flush = true
 	}
 	if submitted {
 		env.Attrs["submit_uid"] = uid
