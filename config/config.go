@@ -427,6 +427,9 @@ func (c *Config) assign(f reflect.Value, p *Param, val string) error {
 		if n < 0 {
 			return fmt.Errorf("%d: must not be negative", n)
 		}
+		if n < p.Min {
+			return fmt.Errorf("%d: must be at least %d", n, p.Min)
+		}
 		f.SetInt(int64(n))
 	case KindDuration:
 		d, err := ParseDuration(strings.TrimSpace(val), p.Unit)

@@ -192,7 +192,7 @@ type Params struct {
 	SmtpdForbidUnauthPipelining      bool          `pf:"smtpd_forbid_unauth_pipelining" def:"yes" doc:"disconnect clients that pipeline where it is not allowed"`
 	SmtpdDiscardEhloKeywords         []string      `pf:"smtpd_discard_ehlo_keywords" def:"" doc:"EHLO keywords not to announce"`
 	SmtpdPerRequestDeadline          bool          `pf:"smtpd_per_request_deadline" def:"no" doc:"make smtpd_timeout a deadline for a whole command or message"`
-	SmtpdMinDataRate                 int           `pf:"smtpd_min_data_rate" def:"500" doc:"bytes per second a client must keep up with a per-request deadline"`
+	SmtpdMinDataRate                 int           `pf:"smtpd_min_data_rate" def:"500" min:"1" doc:"bytes per second a client must keep up with a per-request deadline"`
 	AccessMapRejectCode              int           `pf:"access_map_reject_code" def:"554" doc:"reply code for REJECT in an access table"`
 	AccessMapDeferCode               int           `pf:"access_map_defer_code" def:"450" doc:"reply code for DEFER in an access table"`
 	RejectCode                       int           `pf:"reject_code" def:"554" doc:"reply code for the reject restriction"`

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -45,6 +46,7 @@ type Param struct {
 	Computed bool   // default derived from the machine
 	Raw      bool   // not expanded at load time (see the expand tag)
 	Enum     []string
+	Min      int // smallest value of a KindInt (the min tag; 0 without)
 	Doc      string
 	field    int // index into Params
 }
@@ -96,6 +98,9 @@ func init() {
 			p.Computed = true
 		}
 		p.Raw = f.Tag.Get("expand") == "delivery"
+		if m, ok := f.Tag.Lookup("min"); ok {
+			p.Min, _ = strconv.Atoi(m)
+		}
 		if e, ok := f.Tag.Lookup("enum"); ok {
 			p.Enum = strings.Split(e, "|")
 		}

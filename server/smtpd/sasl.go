@@ -220,6 +220,7 @@ func (s *session) challenge(text string) ([]byte, error) {
 		s.closing = true
 		return nil, err
 	}
+	s.beginRequest(false)
 	line, buf, err := readCommand(s.br, s.srv.p.LineLengthLimit, s.line)
 	s.line = buf
 	if err != nil {

@@ -25,6 +25,7 @@ type session struct {
 	srv  *Server
 	ctx  context.Context
 	conn net.Conn // nil for sendmail -bs
+	tc   *timedConn
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	tls  *tls.ConnectionState // after STARTTLS or in wrapper mode
@@ -150,8 +151,8 @@ func (s *session) release() {
 func (s *Server) newSession(ctx context.Context, c net.Conn, rw io.ReadWriter) *session {
 	sess := &session{srv: s, ctx: ctx, conn: c, lastCmd: "CONNECT", clientName: "unknown", reverseName: "unknown"}
 	if c != nil {
-		tc := &timedConn{Conn: c, timeout: s.p.SmtpdTimeout}
-		rw = tc
+		sess.tc = s.timed(c)
+		rw = sess.tc
 		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 			sess.clientAddr = ap.Addr().Unmap()
 			sess.clientPort = strconv.Itoa(int(ap.Port()))
@@ -164,6 +165,19 @@ func (s *Server) newSession(ctx context.Context, c net.Conn, rw io.ReadWriter) *
 	sess.br = newReader(rw)
 	sess.bw = newWriter(rw)
 	return sess
+}
+
+// timed wraps a client connection in smtpd_timeout's deadlines.
+func (s *Server) timed(c net.Conn) *timedConn {
+	return &timedConn{Conn: c, timeout: s.p.SmtpdTimeout, perRequest: s.p.SmtpdPerRequestDeadline, minRate: s.p.SmtpdMinDataRate}
+}
+
+// beginRequest starts the deadline of the next command line or, with
+// data, message body (smtpd_per_request_deadline).
+func (s *session) beginRequest(data bool) {
+	if s.tc != nil {
+		s.tc.beginRequest(data)
+	}
 }
 
 func (s *session) namaddr() string {
@@ -255,6 +269,7 @@ func (s *session) run() {
 				return
 			}
 		}
+		s.beginRequest(false)
 		line, buf, err := readCommand(s.br, srv.p.LineLengthLimit, s.line)
 		s.line = buf
 		switch {
@@ -415,7 +430,8 @@ func (s *session) startTLS() error {
 	cs := tc.ConnectionState()
 	s.tls = &cs
 	s.conn = tc
-	rw := &timedConn{Conn: tc, timeout: s.srv.p.SmtpdTimeout}
+	s.tc = s.srv.timed(tc)
+	rw := s.tc
 	// The plain-text buffers are done with (what they held before the
 	// handshake is thrown away).
 	putReader(s.br)
@@ -925,6 +941,7 @@ func (s *session) cmdData(arg string) Reply {
 	}
 	body := &content{w: m, limit: int64(s.srv.p.MessageSizeLimit)}
 	defer body.release()
+	s.beginRequest(true)
 	if err := body.readData(s.br, s.policy); err != nil {
 		m.Abort()
 		s.lastCmd = fmt.Sprintf("DATA (%d bytes)", body.size)
@@ -993,6 +1010,7 @@ func (s *session) cmdBdat(arg string) Reply {
 		s.closing = true
 		return Reply{}
 	}
+	s.beginRequest(true)
 	discard := func(r Reply) Reply {
 		c := &content{}
 		if err := c.readChunk(s.br, size, false); err != nil {

@@ -487,3 +487,55 @@ func TestWarnIfReject(t *testing.T) {
 	c.cmd("RCPT TO:<bob@our.test>", "554 5.7.1 <bob@our.test>: Recipient address rejected: no")
 	ts.waitLog(t, "NOQUEUE: reject_warning: RCPT from unknown[127.0.0.2]: 504 5.5.2 <alice>: Recipient address rejected: need fully-qualified address; from=<a@remote.example> to=<alice> proto=SMTP helo=<x>")
 }
+
+// TestPerRequestDeadline: with smtpd_per_request_deadline, smtpd_timeout
+// bounds a whole command line and a whole message body (plus a second
+// per smtpd_min_data_rate bytes): a client trickling one byte at a time,
+// each well within smtpd_timeout, is cut off with Postfix's 421. Without
+// the setting the same trickle completes.
+func TestPerRequestDeadline(t *testing.T) {
+	t.Parallel()
+	trickle := func(c *client, s string) bool {
+		for i := 0; i < len(s); i++ {
+			if _, err := c.c.Write([]byte{s[i]}); err != nil {
+				return false
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return true
+	}
+	on := startServer(t, "smtpd_timeout = \"2s\"\nsmtpd_per_request_deadline = true\nsmtpd_min_data_rate = 500")
+	// A command line: 50 bytes at 10 a second take 5 s.
+	c := on.dialFrom(t, "127.0.0.2")
+	trickle(c, "EHLO a-very-long-name-sent-one-byte-at-a-time.test\r\n")
+	c.expect("421 4.4.2 mx.our.test Error: timeout exceeded")
+	on.waitLog(t, "timeout after CONNECT from unknown[127.0.0.2]")
+
+	// A message body: the first byte's grace is 2 ms, not 100.
+	c = on.dialFrom(t, "127.0.0.3")
+	c.cmd("EHLO x", "250-*")
+	c.cmd("MAIL FROM:<s@remote.example>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<alice@our.test>", "250 2.1.5 Ok")
+	c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+	trickle(c, "Subject: slow\r\n\r\nthis body takes five seconds at ten bytes a second\r\n.\r\n")
+	c.expect("421 4.4.2 mx.our.test Error: timeout exceeded")
+	on.waitLog(t, "timeout after DATA (")
+	if n := len(on.messages(t)); n != 0 {
+		t.Fatalf("%d messages queued from a timed-out DATA", n)
+	}
+
+	// A fast body is not cut: 64 KiB in one go.
+	c = on.dialFrom(t, "127.0.0.4")
+	c.cmd("EHLO x", "250-*")
+	c.cmd("MAIL FROM:<s@remote.example>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<alice@our.test>", "250 2.1.5 Ok")
+	c.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>")
+	c.send("Subject: fast\r\n\r\n" + strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n", 1024) + ".\r\n")
+	c.expect("250 2.0.0 Ok: queued as *")
+
+	// Without the setting, each read has its own smtpd_timeout.
+	off := startServer(t, `smtpd_timeout = "2s"`)
+	c = off.dialFrom(t, "127.0.0.2")
+	trickle(c, "EHLO a-very-long-name-sent-one-byte-at-a-time.test\r\n")
+	c.expect("250-mx.our.test*")
+}

@@ -9,22 +9,54 @@ import (
 	"time"
 )
 
-// timedConn renews the read deadline before every read, so smtpd_timeout
-// bounds each wait for the client: between commands, inside a command
-// line, and between any two pieces of a message body (a client that
-// trickles its DATA one byte per minute is dropped like an idle one).
-// Writes get the same bound, so a client that stops reading cannot hold a
-// session either.
+// timedConn bounds every wait for the client by smtpd_timeout. By
+// default (as Postfix without smtpd_per_request_deadline) the deadline is
+// renewed before every read: each wait, between commands, inside a
+// command line or between two pieces of a message body, is bounded, but a
+// client that sends one byte just before each deadline can keep a session
+// for ever. With smtpd_per_request_deadline the deadline is set once per
+// request (beginRequest): a whole command line must arrive within
+// smtpd_timeout, and a message body within smtpd_timeout plus one second
+// for every smtpd_min_data_rate bytes received, never more than
+// smtpd_timeout ahead of now. Writes get smtpd_timeout each, so a client
+// that stops reading cannot hold a session either.
 type timedConn struct {
 	net.Conn
-	timeout time.Duration
+	timeout    time.Duration
+	perRequest bool
+	minRate    int // bytes per second that extend a body's deadline
+
+	deadline time.Time // the current request's; zero until its first read
+	data     bool      // the current request is a message body
 }
 
 func (c *timedConn) Read(p []byte) (int, error) {
-	if c.timeout > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	if c.timeout <= 0 {
+		return c.Conn.Read(p)
 	}
-	return c.Conn.Read(p)
+	if !c.perRequest {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+		return c.Conn.Read(p)
+	}
+	if c.deadline.IsZero() {
+		c.deadline = time.Now().Add(c.timeout)
+	}
+	_ = c.Conn.SetReadDeadline(c.deadline)
+	n, err := c.Conn.Read(p)
+	if c.data && n > 0 && c.minRate > 0 {
+		c.deadline = c.deadline.Add(time.Duration(n) * time.Second / time.Duration(c.minRate))
+		if limit := time.Now().Add(c.timeout); c.deadline.After(limit) {
+			c.deadline = limit
+		}
+	}
+	return n, err
+}
+
+// beginRequest starts the deadline of the next request (a command line,
+// or with data a message body); it does nothing without
+// smtpd_per_request_deadline.
+func (c *timedConn) beginRequest(data bool) {
+	c.deadline, c.data = time.Time{}, data
 }
 
 func (c *timedConn) Write(p []byte) (int, error) {
