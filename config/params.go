@@ -286,6 +286,8 @@ type Params struct {
 	SMTPConnectionReuseCountLimit int           `pf:"smtp_connection_reuse_count_limit" def:"0" doc:"most uses of a cached connection (0 = no limit)"`
 	SMTPConnectionReuseTimeLimit  time.Duration `pf:"smtp_connection_reuse_time_limit" unit:"s" def:"300s" doc:"how long a cached connection is reused"`
 	SMTPTLSSecurityLevel          string        `pf:"smtp_tls_security_level" def:"" enum:"|none|may|encrypt|dane|dane-only|fingerprint|verify|secure" doc:"client TLS policy (empty = none)"`
+	SMTPTLSFingerprintCertMatch   []string      `pf:"smtp_tls_fingerprint_cert_match" def:"" doc:"certificate or public-key fingerprints accepted at level fingerprint"`
+	SMTPTLSFingerprintDigest      string        `pf:"smtp_tls_fingerprint_digest" def:"sha256" enum:"md5|sha1|sha224|sha256|sha384|sha512" doc:"digest of the fingerprints at level fingerprint"`
 	SMTPTLSCAfile                 string        `pf:"smtp_tls_CAfile" kind:"path" def:"" doc:"trusted CA certificates for verify and secure"`
 	SMTPTLSCApath                 string        `pf:"smtp_tls_CApath" kind:"path" def:"" doc:"directory of trusted CA certificates"`
 	SMTPTLSPolicyMaps             []string      `pf:"smtp_tls_policy_maps" kind:"maps" def:"" doc:"per-destination TLS policy"`

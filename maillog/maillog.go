@@ -160,8 +160,26 @@ const (
 	fatal   = "fatal: "
 )
 
+// MaxLine bounds the text of one log line: whatever a client, a peer or a
+// table put into it, a line stays a line a log reader can take (syslog
+// servers commonly cut at 2 KiB or drop the message).
+const MaxLine = 2000
+
+// Clip shortens s to at most n bytes (on a UTF-8 boundary), marking the
+// cut with "...": for pieces of log lines that come from outside.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n = max(n-3, 0)
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n] + "..."
+}
+
 func (l *Log) write(tag, sev, msg string) {
-	msg = sanitize(msg)
+	msg = sanitize(Clip(msg, MaxLine))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.sys != nil {

@@ -19,8 +19,14 @@ package smtp
 
 import (
 	"context"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -33,6 +39,7 @@ import (
 
 	"mailsrv/config"
 	"mailsrv/internal/tlsutil"
+	"mailsrv/maillog"
 	"mailsrv/maps"
 	"mailsrv/queue/qmgr"
 )
@@ -91,6 +98,12 @@ func New(p *config.Params, isOwn func(netip.Addr) bool) (*Agent, error) {
 	}
 	if a.minMandy, err = tlsutil.MinVersion(p.SMTPTLSMandatoryProtocols); err != nil {
 		return nil, fmt.Errorf("smtp_tls_mandatory_protocols: %v", err)
+	}
+	switch lvl := p.SMTPTLSSecurityLevel; {
+	case lvl == "dane" || lvl == "dane-only":
+		return nil, fmt.Errorf("smtp_tls_security_level = %s: %s", lvl, errDANE)
+	case lvl == "fingerprint" && len(p.SMTPTLSFingerprintCertMatch) == 0:
+		return nil, errors.New("smtp_tls_security_level = fingerprint: smtp_tls_fingerprint_cert_match lists no fingerprint")
 	}
 	return a, nil
 }
@@ -412,12 +425,23 @@ func listed(list []string, nexthop string) bool {
 	return false
 }
 
+// errDANE refuses the DANE levels, which this version does not verify:
+// treating them as another level would weaken them (or, for dane without
+// TLSA records, insist on TLS where none is due).
+var errDANE = errors.New("DANE is not part of this version of mailsrv; use may, encrypt, fingerprint, verify or secure")
+
 // tlsPolicy is the TLS level and its options for a nexthop.
 type tlsPolicy struct {
 	level     string
 	match     []string
 	protocols []string
 }
+
+// tlsLevels are the client TLS levels this version implements.
+var tlsLevels = map[string]bool{"none": true, "may": true, "encrypt": true, "fingerprint": true, "verify": true, "secure": true}
+
+// mandatoryTLS: the level does not deliver without TLS.
+func (p tlsPolicy) mandatoryTLS() bool { return p.level != "none" && p.level != "may" }
 
 // policy looks the nexthop up in smtp_tls_policy_maps: the exact nexthop,
 // then its parent domains as .domain.
@@ -451,16 +475,32 @@ func (a *Agent) policyFor(nexthop string) (tlsPolicy, error) {
 			continue
 		}
 		pol.level = strings.ToLower(f[0])
+		switch {
+		case pol.level == "dane" || pol.level == "dane-only":
+			return pol, fmt.Errorf("TLS policy %s for %s: %w", pol.level, k, errDANE)
+		case !tlsLevels[pol.level]:
+			return pol, fmt.Errorf("invalid TLS security level %q for %s", maillog.Clip(pol.level, 30), k)
+		}
+		pol.match = nil
 		for _, attr := range f[1:] {
 			name, val, _ := strings.Cut(attr, "=")
 			switch strings.ToLower(name) {
 			case "match":
-				pol.match = strings.Split(val, ":")
+				// Fingerprints have colons of their own: at level
+				// fingerprint the list separator is "|".
+				sep := ":"
+				if pol.level == "fingerprint" {
+					sep = "|"
+				}
+				pol.match = append(pol.match, strings.Split(val, sep)...)
 			case "protocols":
 				pol.protocols = strings.Split(val, ":")
 			}
 		}
 		break
+	}
+	if pol.level == "fingerprint" && len(pol.match) == 0 {
+		pol.match = a.p.SMTPTLSFingerprintCertMatch
 	}
 	return pol, nil
 }
@@ -478,7 +518,8 @@ func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*ses
 	}
 	pol, err := a.policyFor(d.Nexthop)
 	if err != nil {
-		return fail("4.3.0", "smtp_tls_policy_maps: table lookup problem")
+		d.Log().Warnf("%s: smtp_tls_policy_maps: %v", d.ID, err)
+		return fail("4.7.5", "TLS policy lookup problem")
 	}
 	plainOnly := false
 	for attempt := 0; attempt < 2; attempt++ {
@@ -510,7 +551,7 @@ func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*ses
 			return nil, st, st.DSN[0] == '5'
 		}
 		wantTLS := pol.level != "none" && !plainOnly
-		mandatory := pol.level == "encrypt" || pol.level == "verify" || pol.level == "secure" || pol.level == "dane" || pol.level == "dane-only" || pol.level == "fingerprint"
+		mandatory := pol.mandatoryTLS()
 		if wantTLS {
 			if _, offered := s.ext["STARTTLS"]; !offered {
 				if mandatory {
@@ -597,6 +638,11 @@ func (a *Agent) starttls(d *qmgr.Delivery, s *session, srv server, pol tlsPolicy
 	}
 	cs := tc.ConnectionState()
 	trusted, verified := a.verify(cs, names)
+	if pol.level == "fingerprint" {
+		// The certificate is pinned: its chain and names do not
+		// matter, its digest (or its public key's) does.
+		trusted, verified = false, fingerprintMatch(cs, a.p.SMTPTLSFingerprintDigest, pol.match)
+	}
 	word := "Untrusted"
 	switch {
 	case verified:
@@ -606,10 +652,13 @@ func (a *Agent) starttls(d *qmgr.Delivery, s *session, srv server, pol tlsPolicy
 	}
 	d.Log().Infof("%s TLS connection established to %s: %s", word, relay, tlsutil.Describe(cs))
 	switch pol.level {
-	case "verify", "secure":
+	case "fingerprint", "verify", "secure":
 		if !verified {
 			why := "untrusted issuer"
-			if trusted {
+			switch {
+			case pol.level == "fingerprint":
+				why = "fingerprint mismatch"
+			case trusted:
 				why = "name mismatch"
 			}
 			_ = tc.Close()
@@ -690,6 +739,40 @@ func (a *Agent) verify(cs tls.ConnectionState, names []string) (trusted, verifie
 		}
 	}
 	return true, false
+}
+
+// fingerprintMatch reports whether the server's certificate, or its
+// public key, has one of the fingerprints (smtp_tls_fingerprint_cert_match,
+// or a policy's match=). Fingerprints are hex digests of the given kind,
+// with or without colons, in either case.
+func fingerprintMatch(cs tls.ConnectionState, digest string, want []string) bool {
+	if len(cs.PeerCertificates) == 0 {
+		return false
+	}
+	var h func([]byte) []byte
+	switch digest {
+	case "md5":
+		h = func(b []byte) []byte { s := md5.Sum(b); return s[:] }
+	case "sha1":
+		h = func(b []byte) []byte { s := sha1.Sum(b); return s[:] }
+	case "sha224":
+		h = func(b []byte) []byte { s := sha256.Sum224(b); return s[:] }
+	case "sha384":
+		h = func(b []byte) []byte { s := sha512.Sum384(b); return s[:] }
+	case "sha512":
+		h = func(b []byte) []byte { s := sha512.Sum512(b); return s[:] }
+	default:
+		h = func(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+	}
+	leaf := cs.PeerCertificates[0]
+	cert, pkey := hex.EncodeToString(h(leaf.Raw)), hex.EncodeToString(h(leaf.RawSubjectPublicKeyInfo))
+	for _, w := range want {
+		w = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(w), ":", ""))
+		if w != "" && (subtle.ConstantTimeCompare([]byte(w), []byte(cert)) == 1 || subtle.ConstantTimeCompare([]byte(w), []byte(pkey)) == 1) {
+			return true
+		}
+	}
+	return false
 }
 
 // SysText is an error's system message ("Connection refused"), as Postfix

@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -609,4 +611,79 @@ maximal_backoff_time = "2h"
 		t.Fatal(err)
 	}
 	eventuallyLog(t, dir, "postsuper -r to deliver r@down.test at once", func() bool { return sent("r@down.test") })
+}
+
+// TestSMTPClientTLSFingerprint: level fingerprint delivers to a smarthost
+// whose certificate (or public key) has a listed digest, and defers
+// without sending the SASL password to one whose certificate does not;
+// a policy map's dane level defers with a reason instead of being taken
+// for encrypt.
+func TestSMTPClientTLSFingerprint(t *testing.T) {
+	t.Parallel()
+	cert := selfSigned(t, "smart.fp.test")
+	other := selfSigned(t, "smart.fp.test")
+	good, port := startMXs(t, &cert, "smart.fp.test")
+	evil, evilPort := startMXs(t, &other, "evil.fp.test")
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	colons := func(b []byte) string {
+		h := strings.ToUpper(hex.EncodeToString(b))
+		var parts []string
+		for i := 0; i < len(h); i += 2 {
+			parts = append(parts, h[i:i+2])
+		}
+		return strings.Join(parts, ":")
+	}
+	certFP := sha256.Sum256(leaf.Raw)
+	keyFP := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	d := startDNS(t, map[string]string{"smart.fp.test": "127.0.0.2", "evil.fp.test": "127.0.0.2", "dane.test": "127.0.0.2"}, nil)
+	pw := filepath.Join(t.TempDir(), "sasl")
+	if err := os.WriteFile(pw, []byte(fmt.Sprintf("[smart.fp.test]:%s user:secret\n[evil.fp.test]:%s user:secret\n", port, evilPort)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
+alias_maps = []
+mailsrv_dns_servers = [%q]
+smtp_tls_security_level = "fingerprint"
+smtp_tls_fingerprint_cert_match = [%q]
+smtp_tls_policy_maps = ["inline:{ {[smart.fp.test]:%s=fingerprint match=00:11|%s}, {[evil.fp.test]:%s=fingerprint}, {[dane.test]:%s=dane} }"]
+smtp_sasl_auth_enable = true
+smtp_sasl_password_maps = ["texthash:%s"]
+transport_maps = ["inline:{ {good.test=smtp:[smart.fp.test]:%s}, {evil.test=smtp:[evil.fp.test]:%s}, {pinned.test=smtp:[smart.fp.test]:%s}, {dane.test=smtp:[dane.test]:%s} }"]
+minimal_backoff_time = "1h"
+`, d.addr, colons(certFP[:]), port, colons(keyFP[:]), evilPort, port, pw, port, evilPort, port, port))
+	send(t, addr, "s@example.test", []string{"a@good.test"}, "Subject: pinned key\r\n\r\nx\r\n")
+	send(t, addr, "s@example.test", []string{"b@evil.test"}, "Subject: wrong certificate\r\n\r\nx\r\n")
+	send(t, addr, "s@example.test", []string{"c@dane.test"}, "Subject: dane\r\n\r\nx\r\n")
+	eventuallyLog(t, dir, "three results", func() bool {
+		l := readLog(dir)
+		return strings.Contains(l, "to=<a@good.test>") && strings.Contains(l, "to=<b@evil.test>") && strings.Contains(l, "to=<c@dane.test>")
+	})
+	stop()
+	log := readLog(dir)
+	for _, re := range []string{
+		`Verified TLS connection established to smart.fp.test\[127.0.0.2\]:` + port,
+		`to=<a@good.test>, relay=smart.fp.test\[127.0.0.2\]:` + port + `, .*status=sent`,
+		`Untrusted TLS connection established to evil.fp.test\[127.0.0.2\]:` + evilPort,
+		`to=<b@evil.test>, .*dsn=4.7.5, status=deferred \(Server certificate not verified: evil.fp.test\[127.0.0.2\] \(fingerprint mismatch\)\)`,
+		`warning: \w+: smtp_tls_policy_maps: TLS policy dane for \[dane.test\]:\d+: DANE is not part of this version of mailsrv`,
+		`to=<c@dane.test>, relay=none, .*dsn=4.7.5, status=deferred \(TLS policy lookup problem\)`,
+	} {
+		if !regexp.MustCompile(re).MatchString(log) {
+			t.Errorf("mail log lacks %s:\n%s", re, log)
+		}
+	}
+	if n := len(evil[0].messages()); n != 0 {
+		t.Errorf("the server with the wrong certificate got %d messages", n)
+	}
+	evil[0].mu.Lock()
+	defer evil[0].mu.Unlock()
+	if len(evil[0].auth) != 0 {
+		t.Errorf("the password went to the server with the wrong certificate: %q", evil[0].auth)
+	}
+	if n := len(good[0].messages()); n != 1 {
+		t.Errorf("the pinned server got %d messages, want 1", n)
+	}
 }
