@@ -449,3 +449,65 @@ func TestSetPermissions(t *testing.T) {
 		t.Errorf("check after set-permissions: %d %q", code, errOut)
 	}
 }
+
+// TestSettingsThatCannotWork: a setting a service refuses (a restriction
+// this version does not have, a DANE level) is reported by postfix check
+// with file, line and value, refused by postfix start before any port is
+// opened, and refused by a reload, which keeps the running configuration.
+func TestSettingsThatCannotWork(t *testing.T) {
+	t.Parallel()
+	dir, _ := newInstance(t)
+	cfgFile := filepath.Join(dir, "mailsrv.toml")
+	good, _ := os.ReadFile(cfgFile)
+	bad := strings.Replace(string(good), "\n[[service]]\n", "\nsmtpd_recipient_restrictions = [\"reject_rbl_client zen.example\"]\nsmtp_tls_security_level = \"dane\"\n\n[[service]]\n", 1)
+	lineOf := func(text, key string) int {
+		for i, l := range strings.Split(text, "\n") {
+			if strings.HasPrefix(l, key+" ") {
+				return i + 1
+			}
+		}
+		t.Fatalf("no %s", key)
+		return 0
+	}
+	rbl := fmt.Sprintf("mailsrv.toml:%d: service smtp: smtpd_recipient_restrictions: unknown or unsupported restriction \"reject_rbl_client\"", lineOf(bad, "smtpd_recipient_restrictions"))
+	dane := fmt.Sprintf("mailsrv.toml:%d: service smtp/unix: smtp_tls_security_level = dane: DANE is not part of this version of mailsrv", lineOf(bad, "smtp_tls_security_level"))
+	if err := os.WriteFile(cfgFile, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "check")
+	if code != 1 || !strings.Contains(errOut, "fatal: "+rbl) || !strings.Contains(errOut, "fatal: "+dane) {
+		t.Errorf("check: %d %q\nwant %q and %q", code, errOut, rbl, dane)
+	}
+	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "start")
+	if code != 1 || !strings.Contains(errOut, rbl) {
+		t.Errorf("start: %d %q", code, errOut)
+	}
+	if c, err := net.DialTimeout("tcp", smtpAddr(t, dir), time.Second); err == nil {
+		c.Close()
+		t.Error("the smtp port is open after a refused start")
+	}
+
+	// Running with the good file, a reload of the bad one is refused.
+	if err := os.WriteFile(cfgFile, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "start"); code != 0 {
+		t.Fatalf("start: %d %q", code, errOut)
+	}
+	defer mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
+	if err := os.WriteFile(cfgFile, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "reload")
+	if code != 1 || !strings.Contains(errOut, "reload refused, keeping the current configuration") || !strings.Contains(errOut, "unknown or unsupported restriction") {
+		t.Errorf("reload: %d %q", code, errOut)
+	}
+	c, err := gosmtp.Dial(smtpAddr(t, dir))
+	if err != nil {
+		t.Fatalf("smtpd gone after a refused reload: %v", err)
+	}
+	defer c.Close()
+	if err := c.Hello("client.example"); err != nil {
+		t.Errorf("smtpd does not answer after a refused reload: %v", err)
+	}
+}

@@ -157,6 +157,12 @@ func newPostfix(g *globals) *cobra.Command {
 			for _, w := range checkWarnings(cfg) {
 				say(c, cfg, "warning: %s", w)
 			}
+			if probs := master.CheckServices(cfg); len(probs) > 0 {
+				for _, p := range probs {
+					say(c, cfg, "fatal: %s", p)
+				}
+				return exitf(1, "")
+			}
 			return nil
 		},
 	}

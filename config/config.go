@@ -482,6 +482,21 @@ func (c *Config) absMap(m string) string {
 // unix listen path) against the config folder.
 func (c *Config) Abs(p string) string { return c.abs(p) }
 
+// Where says where a parameter's value comes from, for a message about
+// it: "file:line" of the service's override or of the top-level setting,
+// or "file (default)" for a value the file does not set. s may be nil.
+func (c *Config) Where(name string, s *Service) string {
+	if s != nil {
+		if o, ok := s.overrides[name]; ok {
+			return fmt.Sprintf("%s:%d", c.File, o.line)
+		}
+	}
+	if v, ok := c.set[name]; ok {
+		return fmt.Sprintf("%s:%d", c.File, v.line)
+	}
+	return c.File + " (default)"
+}
+
 // IsSet reports whether the file sets a top-level parameter.
 func (c *Config) IsSet(name string) bool {
 	_, ok := c.set[name]

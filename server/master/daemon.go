@@ -101,7 +101,9 @@ func Run(opts Options) error {
 	}
 	d.mlog = d.log.Role(p.SyslogName, "master")
 	if err := d.start(); err != nil {
-		d.mlog.Fatalf("%v", err)
+		for _, line := range strings.Split(err.Error(), "\n") {
+			d.mlog.Fatalf("%s", line)
+		}
 		return err
 	}
 	return d.serve()
@@ -113,6 +115,9 @@ func (d *Daemon) start() (err error) {
 	p := cfg.Params
 	for _, w := range cfg.Warnings {
 		d.mlog.Warnf("%s", w)
+	}
+	if probs := CheckServices(cfg); len(probs) > 0 {
+		return fmt.Errorf("%s", strings.Join(probs, "\n"))
 	}
 	d.owner = queue.Owner{UID: -1, GID: -1, SetgidGID: -1}
 	if !d.opts.keepPrivileges {
@@ -312,6 +317,11 @@ func (d *Daemon) Reload() error {
 	cfg, err := config.Load(d.opts.ConfigFile)
 	if err == nil {
 		err = d.checkReloadable(cfg)
+	}
+	if err == nil {
+		if probs := CheckServices(cfg); len(probs) > 0 {
+			err = errors.New(strings.Join(probs, "\n"))
+		}
 	}
 	if err != nil {
 		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
