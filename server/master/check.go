@@ -98,7 +98,6 @@ func (closedListener) Accept() (net.Conn, error) { return nil, net.ErrClosed }
 func (closedListener) Close() error              { return nil }
 func (closedListener) Addr() net.Addr            { return &net.TCPAddr{} }
 
-
 func isParam(name string) bool {
 	_, ok := config.Lookup(name)
 	return ok
