@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mailsrv/internal/tlsutil"
+	"mailsrv/maillog"
 	"mailsrv/queue"
 	"mailsrv/rewrite/cleanup"
 )
@@ -251,7 +252,7 @@ func (s *session) run() {
 	if srv.wrapper && !s.stdio {
 		// smtpd_tls_wrappermode (port 465): TLS from the first byte.
 		if err := s.startTLS(); err != nil {
-			srv.log.Warnf("TLS handshake failed from %s: %v", s.namaddr(), err)
+			srv.log.Warnf("TLS handshake failed from %s: %s", s.namaddr(), maillog.Clip(err.Error(), 200))
 			s.lastCmd = "CONNECT"
 			return
 		}
@@ -464,7 +465,7 @@ func (s *session) cmdStarttls(arg string) Reply {
 		_, _ = s.br.Discard(n)
 	}
 	if err := s.startTLS(); err != nil {
-		s.srv.log.Warnf("TLS handshake failed from %s: %v", s.namaddr(), err)
+		s.srv.log.Warnf("TLS handshake failed from %s: %s", s.namaddr(), maillog.Clip(err.Error(), 200))
 		s.srv.log.Infof("lost connection after STARTTLS from %s", s.namaddr())
 		s.closing = true
 		return Reply{}

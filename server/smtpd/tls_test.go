@@ -182,3 +182,41 @@ func TestTLSChainFiles(t *testing.T) {
 		tc.Close()
 	}
 }
+
+// TestHugeClientHelloLogLine: a ClientHello offering 20,000 cipher
+// suites none of which the server has makes the handshake fail; the log
+// line that says so stays bounded (Go's error lists every suite offered).
+func TestHugeClientHelloLogLine(t *testing.T) {
+	t.Parallel()
+	chain := certFile(t)
+	ts := startServer(t, fmt.Sprintf("smtpd_tls_security_level = \"may\"\nsmtpd_tls_chain_files = [%q]\n", chain))
+	c := ts.dialFrom(t, "127.0.0.2")
+	c.cmd("EHLO x", "250-*")
+	c.cmd("STARTTLS", "220 2.0.0 Ready to start TLS")
+	var body []byte
+	body = append(body, 0x03, 0x03)          // client_version TLS 1.2
+	body = append(body, make([]byte, 32)...) // random
+	body = append(body, 0)                   // session id
+	const suites = 20000
+	body = append(body, byte(suites*2>>8), byte(suites*2&0xff))
+	for i := range suites {
+		body = append(body, 0xfe, byte(i)) // unassigned suites
+	}
+	body = append(body, 1, 0) // compression: null
+	body = append(body, 0, 0) // no extensions
+	hs := append([]byte{1, byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}, body...)
+	for len(hs) > 0 {
+		n := min(len(hs), 16384)
+		rec := append([]byte{0x16, 0x03, 0x01, byte(n >> 8), byte(n)}, hs[:n]...)
+		if _, err := c.c.Write(rec); err != nil {
+			break
+		}
+		hs = hs[n:]
+	}
+	ts.waitLog(t, "TLS handshake failed from unknown[127.0.0.2]")
+	for _, l := range strings.Split(ts.logs.String(), "\n") {
+		if len(l) > 4096 {
+			t.Errorf("a log line of %d bytes: %.200s...", len(l), l)
+		}
+	}
+}
