@@ -149,7 +149,7 @@ func (s *session) cmdAuth(arg string) Reply {
 	}
 	mech, initial, _ := strings.Cut(arg, " ")
 	mech = strings.ToUpper(mech)
-	var user, pass string
+	var authzid, user, pass string
 	var err error
 	switch mech {
 	case sasl.Plain:
@@ -164,7 +164,7 @@ func (s *session) cmdAuth(arg string) Reply {
 			if len(parts) != 3 {
 				err = errors.New("malformed PLAIN response")
 			} else {
-				user, pass = parts[1], parts[2]
+				authzid, user, pass = parts[0], parts[1], parts[2]
 			}
 		}
 	case sasl.Login:
@@ -190,7 +190,16 @@ func (s *session) cmdAuth(arg string) Reply {
 		}
 		return Reply{501, "5.5.2", "Cannot decode response"}
 	}
-	if err := srv.passwd.check(user, pass, s.tls != nil, s.clientAddr.String()); err != nil {
+	err = nil
+	if authzid != "" && authzid != user {
+		// RFC 4616: the server must refuse an authorization identity
+		// the user may not act as; no user here may act as another.
+		err = ErrAuth
+	}
+	if err == nil {
+		err = srv.passwd.check(user, pass, s.tls != nil, s.clientAddr.String())
+	}
+	if err != nil {
 		reason := "authentication failure"
 		if !errors.Is(err, ErrAuth) {
 			srv.log.Warnf("SASL authentication problem: %v", err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -52,6 +53,9 @@ smtpd_delay_reject = false
 	c.cmd("RCPT TO:<x@elsewhere.test>", "554 5.7.1 <x@elsewhere.test>: Relay access denied")
 	c.cmd("RSET", "250 2.0.0 Ok")
 	c.cmd("AUTH PLAIN "+plain("alice", "wrong"), "535 5.7.8 Error: authentication failed: authentication failure")
+	// RFC 4616: an authorization identity the user may not act as.
+	asRoot := base64.StdEncoding.EncodeToString([]byte("root\x00alice\x00correct horse"))
+	c.cmd("AUTH PLAIN "+asRoot, "535 5.7.8 Error: authentication failed: authentication failure")
 	c.cmd("AUTH CRAM-MD5", "504 5.5.4 Unsupported authentication mechanism")
 	// LOGIN, step by step: Username:, Password:.
 	c.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6")
@@ -71,6 +75,19 @@ smtpd_delay_reject = false
 	if len(msgs) != 1 || msgs[0].Attr("sasl_username") != "alice" || msgs[0].Attr("sasl_method") != "LOGIN" {
 		t.Errorf("queued message attributes: %v", msgs)
 	}
+	// RFC 3848: TLS and AUTH make ESMTPSA.
+	if b := body(t, msgs[0]); !regexp.MustCompile(`\n\tby mx.our.test \(mailsrv\) with ESMTPSA id `).MatchString(b) {
+		t.Errorf("Received header without ESMTPSA:\n%s", b)
+	}
+
+	// The user's own name as authorization identity is fine.
+	c = ts.dialFrom(t, "127.0.0.2")
+	c.cmd("EHLO client.test", "250-mx.our.test*")
+	c.cmd("STARTTLS", "220 2.0.0 Ready to start TLS")
+	c.upgrade()
+	c.cmd("EHLO client.test", "250-mx.our.test*")
+	self := base64.StdEncoding.EncodeToString([]byte("alice\x00alice\x00correct horse"))
+	c.cmd("AUTH PLAIN "+self, "235 2.7.0 Authentication successful")
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }

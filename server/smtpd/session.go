@@ -908,7 +908,13 @@ func (s *session) received(id string) string {
 	if s.tls != nil {
 		fmt.Fprintf(&b, "\n\t(using %s)", tlsutil.Describe(*s.tls))
 	}
-	fmt.Fprintf(&b, "\n\tby %s (%s) with %s id %s", s.hostname(), s.srv.p.MailName, s.proto(), id)
+	// RFC 3848: ESMTPS with TLS, ESMTPSA with TLS and AUTH, ESMTPA
+	// with AUTH alone.
+	with := s.proto()
+	if s.saslUser != "" && s.esmtp {
+		with += "A"
+	}
+	fmt.Fprintf(&b, "\n\tby %s (%s) with %s id %s", s.hostname(), s.srv.p.MailName, with, id)
 	if len(s.txn.rcpts) == 1 {
 		fmt.Fprintf(&b, "\n\tfor <%s>; %s", printable(s.txn.rcpts[0].Addr), date)
 	} else {
