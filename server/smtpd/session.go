@@ -2,6 +2,7 @@ package smtpd
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -264,7 +265,11 @@ func (s *session) run() {
 			s.send(reply(421, "4.7.0", "%s Error: too many errors", s.hostname()))
 			return
 		}
-		if s.br.Buffered() == 0 {
+		if !s.lineBuffered() {
+			// Nothing more to answer before waiting for the client:
+			// its pipelined commands get their replies in one write,
+			// and a complete command is answered at once even when
+			// the start of the next one came with it.
 			if err := s.bw.Flush(); err != nil {
 				s.lost(err)
 				return
@@ -299,6 +304,17 @@ func (s *session) run() {
 			return
 		}
 	}
+}
+
+// lineBuffered reports whether a whole command line is already read and
+// waiting: then its reply can go out with this one's.
+func (s *session) lineBuffered() bool {
+	n := s.br.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := s.br.Peek(n)
+	return bytes.IndexByte(b, '\n') >= 0
 }
 
 // lost logs why the client went away: a timeout (after which Postfix
@@ -779,8 +795,15 @@ func (s *session) cmdVrfy(arg string) Reply {
 	if !ok || addr == "" {
 		return replyBadRcpt
 	}
+	// As Postfix does, VRFY answers what RCPT TO would: relay control
+	// and the recipient restrictions run, so VRFY neither probes other
+	// sites through us nor says more than RCPT would.
 	st := &checkState{s: s, rcpt: addr}
-	if r := s.srv.check.unlistedRecipient(st); r != nil {
+	if res, err := st.resolve(); err == nil && res.Error != "" {
+		s.logRejectTo("reject", replyBadRcpt, addr)
+		return replyBadRcpt
+	}
+	if r := s.srv.check.rcptCheck(st); r != nil {
 		s.logRejectTo("reject", *r, addr)
 		return *r
 	}
@@ -1009,6 +1032,10 @@ func (s *session) cmdBdat(arg string) Reply {
 		s.send(replyBdatSyntax)
 		s.closing = true
 		return Reply{}
+	}
+	if size == 0 && !last {
+		// Nothing to read, and nothing gained: Postfix's answer.
+		return Reply{551, "5.7.1", "Null BDAT request"}
 	}
 	if limit := int64(s.srv.p.MessageSizeLimit); limit > 0 && s.txn.chunked+size > limit+limit/2 {
 		// Far past the limit: reading on would only feed the client.

@@ -539,3 +539,29 @@ func TestPerRequestDeadline(t *testing.T) {
 	trickle(c, "EHLO a-very-long-name-sent-one-byte-at-a-time.test\r\n")
 	c.expect("250-mx.our.test*")
 }
+
+// TestPostfixAnswers: VRFY of a remote address from an outside client
+// is refused as relaying, as RCPT would be; BDAT 0 without LAST gets
+// Postfix's 551; and a complete command is answered at once although the
+// start of the next one came in the same packet.
+func TestPostfixAnswers(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, "")
+	c := ts.dialFrom(t, "127.0.0.2")
+	c.cmd("EHLO client.example", "250-mx.our.test*")
+	c.cmd("VRFY <x@other.example>", "454 4.7.1 <x@other.example>: Relay access denied")
+	c.cmd("VRFY alice@our.test", "252 2.0.0 alice@our.test")
+	c.cmd("MAIL FROM:<a@b.example>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<alice@our.test>", "250 2.1.5 Ok")
+	c.cmd("BDAT 0", "551 5.7.1 Null BDAT request")
+	c.send("BDAT 5 LAST\r\nx\r\n\r\n")
+	c.expect("250 2.0.0 Ok: 5 bytes queued as *")
+	// A partial line behind a complete one: the reply must not wait
+	// for the rest (smtpd_timeout is 300 s here).
+	_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.send("FOO\r\nNO")
+	c.expect("500 5.5.2 Error: command not recognized")
+	c.send("OP\r\n")
+	c.expect("250 2.0.0 Ok")
+	ts.waitLog(t, "NOQUEUE: reject: VRFY from unknown[127.0.0.2]: 454 4.7.1 <x@other.example>: Relay access denied; to=<x@other.example> proto=ESMTP helo=<client.example>")
+}
