@@ -511,3 +511,25 @@ func TestSettingsThatCannotWork(t *testing.T) {
 		t.Errorf("smtpd does not answer after a refused reload: %v", err)
 	}
 }
+
+// TestHelpNeedsNoConfig: every command's --help works in a folder with
+// no configuration file (and none at the default path), under its own
+// name and through a Postfix-named link.
+func TestHelpNeedsNoConfig(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/etc/mailsrv/mailsrv.toml"); err == nil {
+		t.Skip("/etc/mailsrv/mailsrv.toml exists on this machine")
+	}
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"mailsrv", "--help"}, {"mailsrv", "sendmail", "--help"}, {"mailsrv", "sendmail", "-h"}, {"sendmail", "--help"},
+		{"mailsrv", "postfix", "--help"}, {"mailsrv", "postfix", "check", "--help"}, {"mailsrv", "postfix", "set-permissions", "--help"},
+		{"postconf", "--help"}, {"postqueue", "--help"}, {"mailq", "--help"}, {"postsuper", "--help"}, {"postcat", "--help"},
+		{"postmap", "--help"}, {"postalias", "--help"}, {"newaliases", "--help"}, {"mailsrv", "saslpasswd", "--help"},
+	} {
+		out, errOut, code := mailsrv(t, dir, args[0], args[1:]...)
+		if code != 0 || !strings.Contains(out, "Usage:") {
+			t.Errorf("%s: exit %d, stdout %.80q, stderr %q", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}

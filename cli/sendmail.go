@@ -10,6 +10,7 @@ import (
 	"net/mail"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"time"
 
@@ -135,6 +136,11 @@ default), -bs (SMTP on standard input and output), -bp (mailq), -bv ADDRESS
 (deliver deferred mail now). Other Sendmail flags are ignored.`,
 		DisableFlagParsing: true,
 		RunE: func(c *cobra.Command, args []string) error {
+			// Help needs no configuration. Sendmail's -h takes a hop
+			// count, so only a bare -h asks for help.
+			if len(args) == 1 && (args[0] == "--help" || args[0] == "-h") || slices.Contains(args, "--help") {
+				return c.Help()
+			}
 			o, err := parseSendmailArgs(args)
 			if err != nil {
 				return exitf(exUsage, "fatal: usage: sendmail [options] [recipient ...]: %v", err)
