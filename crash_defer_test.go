@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -74,6 +75,20 @@ func (s *hopSession) Logout() error { return nil }
 // the queue may be left owned by anyone else.
 func TestCrashWhileDeferring(t *testing.T) {
 	t.Parallel()
+	crashWhileDeferring(t, false)
+}
+
+// TestCrashWhileDeferringUnprivileged is the same run with the daemon
+// started by a normal user (nobody) instead of root.
+func TestCrashWhileDeferringUnprivileged(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("TestCrashWhileDeferring runs unprivileged already")
+	}
+	crashWhileDeferring(t, true)
+}
+
+func crashWhileDeferring(t *testing.T, unprivileged bool) {
 	const clients, total = 8, 200
 	hop := &nextHop{got: map[int]int{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -82,6 +97,7 @@ func TestCrashWhileDeferring(t *testing.T) {
 	}
 	srv := gosmtp.NewServer(hop)
 	srv.Domain = "hop.example"
+	srv.ErrorLog = log.New(io.Discard, "", 0) // the kill resets connections
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 
@@ -101,6 +117,9 @@ hash_queue_depth = 2
 `, "127.0.0.1", portOf(ln.Addr())), 1)
 	if err := os.WriteFile(cfg, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if unprivileged {
+		asUnprivileged(t, dir)
 	}
 	addr := smtpAddr(t, dir)
 	spool := filepath.Join(dir, "run/spool")
@@ -253,8 +272,12 @@ hash_queue_depth = 2
 			return nil
 		})
 	}
-	if log, _ := os.ReadFile(filepath.Join(dir, "maillog")); regexp.MustCompile(`(?m)(error|fatal): `).Match(log) {
-		t.Errorf("the mail log has errors:\n%s", regexp.MustCompile(`(?m)^.*(error|fatal): .*$`).FindAll(log, 10))
+	maillog, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+	if regexp.MustCompile(`(?m)(error|fatal): `).Match(maillog) {
+		t.Errorf("the mail log has errors:\n%s", regexp.MustCompile(`(?m)^.*(error|fatal): .*$`).FindAll(maillog, 10))
+	}
+	if unprivileged && !strings.Contains(string(maillog), "running as unprivileged user nobody") {
+		t.Error("the daemon did not run as nobody")
 	}
 }
 

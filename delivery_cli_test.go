@@ -141,8 +141,25 @@ func sendSeq(addr string, seq, boxes int, mixBounces bool) bool {
 // reported (a crash between a delivery and its done mark repeats it).
 func TestCrashLosesNothing(t *testing.T) {
 	t.Parallel()
+	crashLosesNothing(t, false)
+}
+
+// TestCrashLosesNothingUnprivileged is the same run with the daemon
+// started by a normal user (nobody) instead of root.
+func TestCrashLosesNothingUnprivileged(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("TestCrashLosesNothing runs unprivileged already")
+	}
+	crashLosesNothing(t, true)
+}
+
+func crashLosesNothing(t *testing.T, unprivileged bool) {
 	const boxes, clients, total = 20, 8, 450
 	dir, addr := virtualInstance(t, boxes)
+	if unprivileged {
+		asUnprivileged(t, dir)
+	}
 	start := func() {
 		if _, errOut, code := mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "start"); code != 0 {
 			t.Fatalf("start: %d %q", code, errOut)

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,14 +51,23 @@ func mailsrvStdin(t *testing.T, dir, stdin, name string, args ...string) (string
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "bin", name)
+	cred, unprivileged := runAs.Load(dir)
 	if _, err := os.Lstat(path); err != nil {
 		_ = os.MkdirAll(filepath.Dir(path), 0o755)
-		if err := os.Symlink(exe, path); err != nil {
+		if unprivileged {
+			// The build folder is root's alone: the user gets a copy.
+			if err := copyExecutable(exe, path); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.Symlink(exe, path); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), "MAILSRV_TEST_MAIN=1", "MAILSRV_CONFIG=", "TZ=UTC")
+	if unprivileged {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred.(*syscall.Credential)}
+	}
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
@@ -70,6 +80,41 @@ func mailsrvStdin(t *testing.T, dir, stdin, name string, args ...string) (string
 		t.Fatal(err)
 	}
 	return stdout.String(), stderr.String(), code
+}
+
+// runAs holds the test folders whose mailsrv commands run as another,
+// unprivileged user (folder → *syscall.Credential): how a root test
+// starts the daemon the way a normal user would.
+var runAs sync.Map
+
+// asUnprivileged makes every mailsrv command of an instance folder run as
+// nobody (the test must run as root), and gives the folder to nobody.
+func asUnprivileged(t *testing.T, dir string) {
+	t.Helper()
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	err = filepath.Walk(dir, func(path string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, uid, gid)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAs.Store(dir, &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}})
+}
+
+func copyExecutable(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o755)
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {
