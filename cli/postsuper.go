@@ -20,7 +20,7 @@ import (
 // superOp is one postsuper operation on messages.
 type superOp struct {
 	ids      []string
-	queues   []string // searched by default (queue.md §7)
+	queues   []string // searched by default, as Postfix's postsuper does
 	summary  string   // "Deleted", …
 	apply    func(q *queue.Queue, from, id string) (logLine string, err error)
 	released int // -f: messages also released from hold

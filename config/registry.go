@@ -66,7 +66,7 @@ var (
 
 // perTransportSuffixes are the qmgr parameters that Postfix lets every
 // transport override as <transport>_<suffix>, falling back to
-// default_<suffix> (qmgr.md §1).
+// default_<suffix> (the qmgr(8) concurrency and recipient limits).
 var perTransportSuffixes = []string{
 	"destination_concurrency_limit", "destination_recipient_limit",
 	"destination_rate_delay", "transport_rate_delay",

@@ -209,7 +209,8 @@ func (l *Log) write(tag, sev, msg string) {
 	_, _ = l.w.Write(l.buf)
 }
 
-// sanitize keeps log lines printable and on one line (security.md §2.7).
+// sanitize keeps log lines printable and on one line: whatever a client
+// sent cannot forge a line of its own.
 func sanitize(s string) string {
 	clean := true
 	for i := 0; i < len(s); i++ {

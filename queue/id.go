@@ -82,7 +82,7 @@ func ValidID(name string) bool {
 
 // hashDirs returns the hashed subdirectory levels for an ID: one
 // hexadecimal digit per level of the 5-digit hexadecimal microseconds of
-// its creation time, as Postfix does for long IDs (queue.md §3), so the
+// its creation time, as Postfix does for long IDs, so the
 // files fan out into 0-9A-F.
 func hashDirs(id string, depth int) []string {
 	t, _, err := ParseID(id)

@@ -517,7 +517,7 @@ var ErrLocked = errors.New("queue file is locked (being delivered)")
 // MarkDone marks recipients done in place (R becomes D). The write goes
 // to the kernel at once, so a crash of mailsrv never repeats them; it is
 // not fsynced (as in Postfix): losing it takes a power failure, and costs
-// at most a duplicate delivery, never a lost one (DESIGN.md rule 3),
+// at most a duplicate delivery, never a lost one (the queue's promise),
 // while the delivery it records was made durable by the agent.
 func (f *File) MarkDone(rcpts ...*Recipient) error {
 	for _, r := range rcpts {

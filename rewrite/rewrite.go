@@ -110,8 +110,8 @@ func ownAddresses(p *config.Params) map[netip.Addr]bool {
 	return own
 }
 
-// Canonicalize applies trivial-rewrite's "rewrite" to one address (rewrite.md
-// §1): source route stripped; for an address without @ the bang path
+// Canonicalize applies trivial-rewrite's "rewrite" to one address: source
+// route stripped; for an address without @ the bang path
 // (site!user → user@site), else the percent hack (user%site → user@site),
 // else @$myorigin; .$mydomain when append_dot_mydomain; one trailing dot
 // removed.
@@ -209,7 +209,7 @@ func (r *Rewriter) IsLocalDomain(domain string) bool {
 }
 
 // Resolve gives a recipient its class and (transport, nexthop, recipient),
-// as trivial-rewrite's "resolve" does (rewrite.md §3). sender selects
+// as trivial-rewrite's "resolve" does. sender selects
 // sender-dependent relayhosts and transports.
 func (r *Rewriter) Resolve(addr, sender string) (Resolution, error) {
 	p := r.p
@@ -410,7 +410,7 @@ func (r *Rewriter) applyTransportMaps(res *Resolution, local, domain string) err
 }
 
 // checkSyntax flags addresses that cannot be delivered as written
-// (rewrite.md §3): bad [literal], bare IP address domain, bad hostname
+// (trivial-rewrite's checks): bad [literal], bare IP address domain, bad hostname
 // syntax, a local part starting with -.
 func (r *Rewriter) checkSyntax(local, domain string) string {
 	if strings.HasPrefix(local, "-") && !r.p.AllowMinUser {

@@ -62,7 +62,8 @@ func TestCanonicalize(t *testing.T) {
 	}
 }
 
-// TestResolveAbuseCases: the relay tricks of security.md §3. Whatever the
+// TestResolveAbuseCases: the relay tricks (%-hack, bang paths, quoted
+// local parts, source routes, trailing dots). Whatever the
 // spelling, an address for evil.example resolves to the default class (so
 // reject_unauth_destination refuses it) with the real recipient.
 func TestResolveAbuseCases(t *testing.T) {

@@ -226,8 +226,7 @@ func (a *Agent) serversOf(ctx context.Context, hop string) ([]server, *failure) 
 		return nil, dnsFail(err)
 	}
 	if len(mxs) == 1 && mxs[0].Host == "." {
-		// RFC 7505: 5.1.10 (delivery.md gives Postfix's 5.1.0; the
-		// issue and the RFC ask for the specific code).
+		// RFC 7505's specific code 5.1.10 (Postfix says 5.1.0).
 		return nil, &failure{"5.1.10", fmt.Sprintf("Domain %s does not accept mail (nullMX)", host)}
 	}
 	if len(mxs) == 0 {

@@ -15,7 +15,7 @@
 // line, write the per-recipient status logs and mark recipients done in the
 // queue file, so a crash repeats only what was not finished.
 //
-// Left out on purpose (qmgr.md §5): the preemptive job scheduler; jobs are
+// Left out on purpose: Postfix's preemptive job scheduler; jobs are
 // served FIFO per destination with round-robin over destinations, which
 // SCHEDULER_README calls an acceptable simplification. All recipients of
 // a message are loaded at once (no recipient refill batches).
@@ -927,7 +927,7 @@ type dest struct {
 	listed     bool
 }
 
-// positive applies positive feedback (qmgr.md §3): grow the window by
+// positive applies positive feedback, as Postfix's qmgr does: grow the window by
 // one per whole unit of success, while it is actually being used.
 func (d *dest) positive(t *transport) {
 	d.cohorts = 0

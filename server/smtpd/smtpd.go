@@ -1,7 +1,7 @@
 // Package smtpd is Postfix's smtpd: the SMTP server that receives mail
 // from the network (and, through sendmail -bs, from local programs). It
 // owns the SMTP conversation, relay control and recipient validation
-// (smtpd_*_restrictions, evaluated with the routing issue's trivial-rewrite
+// (smtpd_*_restrictions, evaluated with trivial-rewrite's
 // resolver and lookup tables), the limits and timeouts of a session, and
 // the smuggling defences (smtpd_forbid_bare_newline). Accepted mail goes
 // to cleanup while it arrives; the 250 "queued as" reply is sent only once

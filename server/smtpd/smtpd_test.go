@@ -97,7 +97,8 @@ func TestReplies(t *testing.T) {
 	ts.waitLog(t, "disconnect from unknown[127.0.0.2] helo=0/1 ehlo=1/2 starttls=0/1 auth=0/1 mail=1/9 rcpt=5/14 data=0/2 rset=1 noop=1 vrfy=1/3 etrn=0/1 quit=1 unknown=0/2 commands=11/39")
 }
 
-// TestRelayTricks: every relay trick of security.md §3 from a client
+// TestRelayTricks: every relay trick (%-hack, bang paths, quoted local
+// parts, source routes, literals) from a client
 // outside mynetworks is refused, and the same addresses from inside relay.
 func TestRelayTricks(t *testing.T) {
 	t.Parallel()
