@@ -6,6 +6,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -70,9 +71,22 @@ func mailsrvStdin(t *testing.T, dir, stdin, name string, args ...string) (string
 	}
 	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Dir = dir
+	cmd0 := cmd
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()
+	for try := 0; errors.Is(err, syscall.ETXTBSY) && try < 100; try++ {
+		// A copied executable can still be open for writing in a
+		// child another test forked meanwhile (until that child's
+		// exec): try again once it is gone.
+		time.Sleep(10 * time.Millisecond)
+		stdout.Reset()
+		stderr.Reset()
+		cmd = exec.Command(path, args...)
+		cmd.Env, cmd.Stdin, cmd.Dir, cmd.SysProcAttr = cmd0.Env, strings.NewReader(stdin), dir, cmd0.SysProcAttr
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err = cmd.Run()
+	}
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
