@@ -86,6 +86,16 @@ type Options struct {
 	Requeued func()
 	// Hard ends when work in progress must be abandoned (stop deadline).
 	Hard context.Context
+	// Flush is the fast flush service (nil: none): told of every
+	// domain a message was deferred for, so that ETRN and postqueue
+	// -s can release it.
+	Flush FlushLog
+}
+
+// FlushLog records which deferred messages wait for which destination
+// (Postfix's flush_add). It decides itself whether a site is eligible.
+type FlushLog interface {
+	Add(site, id string) error
 }
 
 // Manager is one queue manager instance.
@@ -115,6 +125,8 @@ type message struct {
 	traced   bool // a success went to the trace log in this pass
 	flush    bool // released by postqueue -f/-i/-s: deliver defer_transports too
 	retry    bool // tried before: it may have status logs from then
+	// flushed are the domains this pass told the flush service about.
+	flushed map[string]bool
 }
 
 // New checks the options and returns a manager.
@@ -484,11 +496,35 @@ func (m *Manager) qmgrReport(msg *message, r *Recipient, state int, st Status) {
 	switch r.state {
 	case deferred:
 		msg.deferred = true
+		m.flushLog(msg, r)
 	case bounced:
 		msg.bounced = true
 	}
 	msg.traced = msg.traced || r.traced
 	msg.bounced = msg.bounced || r.failedMember
+}
+
+// flushLog tells the fast flush service that a message waits for the
+// domain of a deferred recipient, once per domain and pass.
+func (m *Manager) flushLog(msg *message, r *Recipient) {
+	if m.o.Flush == nil {
+		return
+	}
+	at := strings.LastIndexByte(r.Addr, '@')
+	if at < 0 || at == len(r.Addr)-1 {
+		return
+	}
+	site := strings.ToLower(r.Addr[at+1:])
+	if msg.flushed[site] {
+		return
+	}
+	if msg.flushed == nil {
+		msg.flushed = map[string]bool{}
+	}
+	msg.flushed[site] = true
+	if err := m.o.Flush.Add(site, msg.id); err != nil {
+		m.log.Warnf("%s: flush service failure: %v", msg.id, err)
+	}
 }
 
 // TraceFlags is the queue file attribute of a message whose sender asked
@@ -588,6 +624,7 @@ func (m *Manager) completed(dl *Delivery) {
 		switch r.state {
 		case deferred:
 			msg.deferred = true
+			m.flushLog(msg, r)
 		case bounced:
 			msg.bounced = true
 		}

@@ -24,7 +24,9 @@ import (
 	"mailsrv/delivery/spawn"
 	"mailsrv/maillog"
 	"mailsrv/queue"
+	"mailsrv/queue/flush"
 	"mailsrv/queue/qmgr"
+	"mailsrv/rewrite"
 	"mailsrv/server/pickup"
 )
 
@@ -74,6 +76,9 @@ type Daemon struct {
 	deliveries map[string]chan *qmgr.Delivery
 	lock       *os.File // the locked pid file
 	stopHelper func()   // ends the privileged helper (nil = none)
+	// fastFlush is the flush service of the configuration in force
+	// (replaced on reload). Guarded by mu.
+	fastFlush *flush.Service
 	ctl        *controlServer
 }
 
@@ -118,6 +123,9 @@ func (d *Daemon) start() (err error) {
 	}
 	if probs := CheckServices(cfg); len(probs) > 0 {
 		return fmt.Errorf("%s", strings.Join(probs, "\n"))
+	}
+	if d.fastFlush, err = newFastFlush(p); err != nil {
+		return err
 	}
 	d.owner = queue.Owner{UID: -1, GID: -1, SetgidGID: -1}
 	if !d.opts.keepPrivileges {
@@ -323,6 +331,10 @@ func (d *Daemon) Reload() error {
 			err = errors.New(strings.Join(probs, "\n"))
 		}
 	}
+	var ff *flush.Service
+	if err == nil {
+		ff, err = newFastFlush(cfg.Params)
+	}
 	if err != nil {
 		msg := strings.ReplaceAll(err.Error(), "\n", "; ")
 		d.mlog.Warnf("reload refused, keeping the current configuration: %s", msg)
@@ -338,7 +350,7 @@ func (d *Daemon) Reload() error {
 	if err := d.log.Reopen(); err != nil {
 		d.mlog.Warnf("reopen %s: %v", cfg.Params.MaillogFile, err)
 	}
-	d.cfg = cfg
+	d.cfg, d.fastFlush = cfg, ff
 	started := d.startServices(cfg)
 	for _, name := range d.sup.Names() {
 		if !started[name] {
@@ -505,6 +517,7 @@ func (d *Daemon) factory(cfg *config.Config, s *config.Service, name, command st
 	if command == "qmgr" {
 		transports = d.transports(cfg)
 	}
+	ff := d.fastFlush
 	return func() (Service, error) {
 		env := &Env{Config: cfg, Service: s, Params: params, Stopping: d.ctx, Hard: d.hard, Wakeup: wake,
 			NewMail: func() { d.notify("qmgr") },
@@ -514,6 +527,8 @@ func (d *Daemon) factory(cfg *config.Config, s *config.Service, name, command st
 				}
 				return nil
 			},
+			FastFlush:  ff,
+			FlushSite:  siteFlusher{d}.SendSite,
 			LogAs:      func(role string) *maillog.Logger { return d.log.Role(params.SyslogName, role) },
 			Log:        d.log.Role(params.SyslogName, command),
 			Name:       name,
@@ -740,11 +755,13 @@ func (d *Daemon) flush(req Request) Response {
 		if len(req.Args) != 1 || req.Args[0] == "" || strings.ContainsAny(req.Args[0], " /\\") {
 			return Response{Error: fmt.Sprintf("Invalid request: %q", strings.Join(req.Args, " "))}
 		}
+		d.mu.Lock()
+		ff := d.fastFlush
+		d.mu.Unlock()
 		site := strings.ToLower(req.Args[0])
-		if !domainListed(site, p.FastFlushDomains) {
+		if _, err = ff.SendSite(site); errors.Is(err, flush.ErrDenied) {
 			return Response{Error: fmt.Sprintf("Flush service is not configured for destination %q", site)}
 		}
-		_, err = q.ReleaseSite(site)
 	}
 	if err != nil {
 		return Response{Error: err.Error()}
@@ -753,16 +770,31 @@ func (d *Daemon) flush(req Request) Response {
 	return Response{OK: true}
 }
 
-// domainListed matches a site against a domain list the way Postfix's
-// fast_flush_domains does: the domain itself or any subdomain of it.
-func domainListed(site string, list []string) bool {
-	for _, d := range list {
-		d = strings.ToLower(strings.TrimPrefix(d, "."))
-		if site == d || (!strings.HasPrefix(site, "[") && strings.HasSuffix(site, "."+d)) {
-			return true
-		}
+// newFastFlush is the flush service for a configuration: its sites are
+// fast_flush_domains, matched as Postfix matches a domain list.
+func newFastFlush(p *config.Params) (*flush.Service, error) {
+	list, err := rewrite.NewDomainList("fast_flush_domains", p.FastFlushDomains, p.ParentDomainMatchesSubdomains)
+	if err != nil {
+		return nil, fmt.Errorf("fast_flush_domains: %w", err)
 	}
-	return false
+	return flush.New(queue.FromConfig(p), list.Match), nil
+}
+
+// siteFlusher is ETRN's way to the flush service: release a site's mail,
+// then wake qmgr.
+type siteFlusher struct {
+	d *Daemon
+}
+
+func (f siteFlusher) SendSite(site string) (int, error) {
+	f.d.mu.Lock()
+	ff := f.d.fastFlush
+	f.d.mu.Unlock()
+	n, err := ff.SendSite(site)
+	if n > 0 {
+		f.d.wakeup()
+	}
+	return n, err
 }
 
 // lookupOwner resolves mail_owner and setgid_group. As a normal user

@@ -15,6 +15,7 @@ import (
 	"mailsrv/delivery/virtual"
 	"mailsrv/maillog"
 	"mailsrv/queue"
+	"mailsrv/queue/flush"
 	"mailsrv/queue/qmgr"
 	"mailsrv/rewrite"
 	"mailsrv/rewrite/cleanup"
@@ -48,6 +49,11 @@ type Env struct {
 	// Flush releases the deferred queue and wakes qmgr (postqueue -f,
 	// sendmail -q).
 	Flush func() error
+	// FastFlush is the flush service qmgr logs deferred mail to;
+	// FlushSite releases one site's mail through it and wakes qmgr
+	// (ETRN).
+	FastFlush *flush.Service
+	FlushSite func(site string) (int, error)
 	// LogAs returns a logger for another role run on this service's
 	// behalf (pickup's cleanup logs as mailsrv/cleanup).
 	LogAs func(role string) *maillog.Logger
@@ -120,7 +126,7 @@ func newQmgr(env *Env) (Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := qmgr.New(qmgr.Options{
+	o := qmgr.Options{
 		Params: env.Params, Queue: q, Log: env.Log,
 		Resolve: func(addr, sender string) (qmgr.Route, error) {
 			res, err := rw.Resolve(addr, sender)
@@ -132,7 +138,11 @@ func newQmgr(env *Env) (Service, error) {
 		Wake:       env.Wakeup,
 		Requeued:   env.NewMail,
 		Hard:       env.Hard,
-	})
+	}
+	if env.FastFlush != nil {
+		o.Flush = env.FastFlush
+	}
+	m, err := qmgr.New(o)
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +269,7 @@ func newSmtpd(env *Env) (Service, error) {
 		Rewrite: rw,
 		Queue:   smtpd.CleanupQueue{C: cleanup.New(env.Params, q, rw, env.LogAs("cleanup"), env.NewMail)},
 		Limit:   env.Service.Limit(),
+		Flush:   env.FlushSite,
 	})
 	if err != nil {
 		return nil, err

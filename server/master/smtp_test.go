@@ -687,3 +687,124 @@ minimal_backoff_time = "1h"
 		t.Errorf("the pinned server got %d messages, want 1", n)
 	}
 }
+
+// TestETRNAndPostqueueS: mail for a fast_flush_domains site (here
+// relay_domains, its default) whose MX is down waits in deferred and in
+// the site's flush log. Once the MX is back, ETRN from the MX's side
+// releases that site's mail at once, and postqueue -s does the same for
+// the next message; mail for other destinations stays, and ETRN for a
+// site that is not listed gets 459.
+func TestETRNAndPostqueueS(t *testing.T) {
+	t.Parallel()
+	host := fmt.Sprintf("127.0.%d.%d", 100+mrand.IntN(100), 2+mrand.IntN(250))
+	ln, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	d := startDNS(t, map[string]string{"mx.backup.test": host}, map[string][]string{"backup.test": {"10 mx.backup.test"}, "other.test": {"10 mx.backup.test"}})
+	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
+alias_maps = []
+relay_domains = ["backup.test"]
+mailsrv_dns_servers = [%q]
+smtp_tcp_port = %q
+minimal_backoff_time = "1h"
+maximal_backoff_time = "2h"
+`, d.addr, port))
+	defer stop()
+	queueDir := filepath.Join(dir, "spool")
+	refused := func(rcpt string) bool {
+		return regexp.MustCompile(`to=<` + regexp.QuoteMeta(rcpt) + `>, relay=none, .*status=deferred \(connect to mx.backup.test`).MatchString(readLog(dir))
+	}
+	sent := func(rcpt string) bool {
+		return regexp.MustCompile(`to=<` + regexp.QuoteMeta(rcpt) + `>, relay=mx.backup.test\[.*status=sent`).MatchString(readLog(dir))
+	}
+	// From outside mynetworks, as the primary MX's clients would: mail
+	// for a relay domain.
+	send(t, addr, "s@example.test", []string{"a@backup.test"}, "Subject: backup\r\n\r\nx\r\n")
+	send(t, addr, "s@example.test", []string{"o@other.test"}, "Subject: other\r\n\r\nx\r\n")
+	eventuallyLog(t, dir, "both deferred", func() bool { return refused("a@backup.test") && refused("o@other.test") })
+	// qmgr logs the deferral to the flush service when the delivery
+	// comes back to it, just after the agent's log line.
+	eventuallyLog(t, dir, "a@backup.test in the flush log of backup.test", func() bool {
+		logged, _ := os.ReadFile(filepath.Join(queueDir, "flush", "backup.test"))
+		return len(strings.Fields(string(logged))) == 1
+	})
+	if _, err := os.Stat(filepath.Join(queueDir, "flush", "other.test")); err == nil {
+		t.Error("a flush log for other.test, which is not in fast_flush_domains")
+	}
+
+	up := func() func() {
+		mx := &fakeMX{name: "mx.backup.test"}
+		l, err := net.Listen("tcp", net.JoinHostPort(host, port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mx.ln, mx.srv = l, gosmtp.NewServer(mx)
+		mx.srv.Domain = "mx.backup.test"
+		go mx.srv.Serve(l)
+		return func() { mx.srv.Close() }
+	}
+	down := up()
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	say := func(line, want string) {
+		t.Helper()
+		if line != "" {
+			fmt.Fprintf(c, "%s\r\n", line)
+		}
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("after %q: %v", line, err)
+			}
+			if len(l) > 3 && l[3] == '-' {
+				if want == "ETRN" && strings.HasPrefix(l, "250-ETRN") {
+					want = ""
+				}
+				continue
+			}
+			if want != "" && want != "ETRN" && !strings.HasPrefix(l, want) {
+				t.Fatalf("%q: reply %q, want %q", line, l, want)
+			}
+			if want == "ETRN" {
+				t.Fatalf("EHLO does not offer ETRN")
+			}
+			return
+		}
+	}
+	say("", "220 ")
+	say("EHLO mx.backup.test", "ETRN")
+	say("ETRN other.test", "459 4.3.0 <other.test>: service unavailable")
+	say("ETRN", "500 5.5.4 Syntax: ETRN domain")
+	say("ETRN bad/site", "501 5.5.4 Error: invalid parameter syntax")
+	say("ETRN @backup.test", "250 2.0.0 Queuing started")
+	eventuallyLog(t, dir, "ETRN to deliver a@backup.test at once", func() bool { return sent("a@backup.test") })
+
+	down()
+
+	// Down again: the next message waits; postqueue -s releases it.
+	send(t, addr, "s@example.test", []string{"b@backup.test"}, "Subject: backup 2\r\n\r\nx\r\n")
+	eventuallyLog(t, dir, "b@backup.test deferred and logged for the site", func() bool {
+		logged, _ := os.ReadFile(filepath.Join(queueDir, "flush", "backup.test"))
+		return refused("b@backup.test") && len(strings.Fields(string(logged))) == 1
+	})
+	down = up()
+	defer down()
+	if _, err := Call(queueDir, Request{Cmd: "flush-site", Args: []string{"backup.test"}}, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventuallyLog(t, dir, "postqueue -s to deliver b@backup.test", func() bool { return sent("b@backup.test") })
+	if sent("o@other.test") {
+		t.Error("ETRN backup.test released mail for other.test")
+	}
+	if !strings.Contains(readLog(dir), "warning: reject: ETRN other.test... from ") {
+		t.Error("no warning for the refused ETRN")
+	}
+}

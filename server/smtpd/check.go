@@ -76,8 +76,8 @@ type checker struct {
 	log        *maillog.Logger
 	mynetworks *clientList
 
-	client, helo, sender, relay, recipient, data, eod []restriction
-	classes                                           map[string][]restriction
+	client, helo, sender, relay, recipient, data, eod, etrn []restriction
+	classes                                                 map[string][]restriction
 
 	localRcpt, virtualMailbox, relayRcpt, virtualAlias, canonical []*maps.Map
 	senderLogins                                                  []*maps.Map
@@ -108,6 +108,7 @@ func newChecker(p *config.Params, rw *rewrite.Rewriter, log *maillog.Logger, myn
 		{"smtpd_recipient_restrictions", p.SmtpdRecipientRestrictions, &c.recipient},
 		{"smtpd_data_restrictions", p.SmtpdDataRestrictions, &c.data},
 		{"smtpd_end_of_data_restrictions", p.SmtpdEndOfDataRestrictions, &c.eod},
+		{"smtpd_etrn_restrictions", p.SmtpdEtrnRestrictions, &c.etrn},
 	}
 	for _, l := range lists {
 		list, err := c.compile(l.name, l.in)
@@ -189,6 +190,7 @@ func (c *checker) guardsRelay() bool {
 type checkState struct {
 	s         *session
 	rcpt      string // the recipient as the client wrote it (source route removed)
+	etrn      string // the ETRN domain
 	res       *rewrite.Resolution
 	resErr    error
 	deferPerm *Reply // defer_if_permit: applies if the outcome is permit
@@ -254,6 +256,27 @@ func (c *checker) rcptCheck(st *checkState) *Reply {
 	return st.deferPerm
 }
 
+// etrnCheck runs the client, helo and ETRN lists for an ETRN domain
+// (with smtpd_delay_reject the first two wait for the command, as Postfix
+// runs them there too).
+func (c *checker) etrnCheck(s *session, domain string) *Reply {
+	st := &checkState{s: s, etrn: domain}
+	var lists [][]restriction
+	if c.p.SmtpdDelayReject {
+		lists = append(lists, c.client, c.helo)
+	}
+	classes := []listClass{classClient, classHelo}
+	for i, l := range lists {
+		if v, r := c.runList(st, classes[i], l); v == rejected {
+			return r
+		}
+	}
+	if v, r := c.runList(st, classEtrn, c.etrn); v == rejected {
+		return r
+	}
+	return st.deferPerm
+}
+
 // stageCheck runs one list at its own command (client, helo and sender
 // lists without smtpd_delay_reject; data and end-of-data lists).
 func (c *checker) stageCheck(s *session, class listClass, list []restriction) *Reply {
@@ -310,6 +333,8 @@ func (st *checkState) subject(class listClass) string {
 		return printable(st.rcpt)
 	case classData:
 		return "DATA"
+	case classEtrn:
+		return st.etrn
 	}
 	return ""
 }

@@ -19,6 +19,7 @@ import (
 	"mailsrv/internal/tlsutil"
 	"mailsrv/maillog"
 	"mailsrv/queue"
+	"mailsrv/queue/flush"
 	"mailsrv/rewrite/cleanup"
 )
 
@@ -587,7 +588,7 @@ func (s *session) command(line string) {
 			return
 		}
 	case cmdEtrn:
-		r = replyNotImpl
+		r = s.cmdEtrn(arg)
 	case cmdAuth:
 		r = s.cmdAuth(arg)
 	default:
@@ -657,6 +658,9 @@ func (s *session) cmdHelo(arg string, ehlo bool) Reply {
 	}
 	if !p.DisableVrfyCommand {
 		lines = append(lines, "VRFY")
+	}
+	if s.srv.flush != nil && !s.stdio {
+		lines = append(lines, "ETRN")
 	}
 	lines = append(lines, "ENHANCEDSTATUSCODES", "8BITMIME", "DSN", "SMTPUTF8", "CHUNKING")
 	var out []string
@@ -781,6 +785,47 @@ func (s *session) cmdRcpt(arg string) Reply {
 	}
 	s.txn.rcpts = append(s.txn.rcpts, queue.Recipient{Addr: addr, ORCPT: rp.orcpt, Notify: rp.notify})
 	return replyRcptOK
+}
+
+// cmdEtrn is ETRN (RFC 1985): release the deferred mail of a
+// fast_flush_domains site for delivery now. The replies are Postfix's
+// texts (with enhanced codes, as ENHANCEDSTATUSCODES promises).
+func (s *session) cmdEtrn(arg string) Reply {
+	srv := s.srv
+	f := strings.Fields(arg)
+	switch {
+	case srv.flush == nil:
+		return replyNotImpl
+	case s.helo == "" && srv.p.SmtpdHeloRequired:
+		return replyNeedHelo
+	case s.txn.active:
+		return Reply{503, "5.5.1", "Error: MAIL transaction in progress"}
+	case len(f) != 1:
+		return Reply{500, "5.5.4", "Syntax: ETRN domain"}
+	}
+	site := strings.TrimLeft(f[0][:1], "@#") + f[0][1:]
+	if !validHelo(site) {
+		return Reply{501, "5.5.4", "Error: invalid parameter syntax"}
+	}
+	if s.stdio {
+		srv.log.Warnf("do not use ETRN in \"sendmail -bs\" mode")
+		return Reply{458, "4.3.0", "Unable to queue messages"}
+	}
+	if r := srv.check.etrnCheck(s, site); r != nil {
+		s.logReject("reject", *r)
+		return *r
+	}
+	_, err := srv.flush(site)
+	switch {
+	case err == nil:
+		return Reply{250, "2.0.0", "Queuing started"}
+	case errors.Is(err, flush.ErrDenied):
+		srv.log.Warnf("reject: ETRN %s... from %s", maillog.Clip(printable(site), 100), s.namaddr())
+		return reply(459, "4.3.0", "<%s>: service unavailable", printable(site))
+	default:
+		srv.log.Warnf("ETRN %s: %v", maillog.Clip(printable(site), 100), err)
+		return Reply{458, "4.3.0", "Unable to queue messages"}
+	}
 }
 
 func (s *session) cmdVrfy(arg string) Reply {

@@ -75,7 +75,8 @@ type Server struct {
 	log   *maillog.Logger
 	rw    *rewrite.Rewriter
 	queue Queue
-	limit int // concurrent sessions (the service's process_limit)
+	flush func(site string) (int, error) // ETRN; nil: none
+	limit int                            // concurrent sessions (the service's process_limit)
 	// notify is the problem classes of notify_classes whose sessions
 	// end with a transcript to error_notice_recipient.
 	notify int
@@ -148,6 +149,10 @@ type Options struct {
 	Limit   int // concurrent sessions; 0 = default_process_limit
 	// Resolver for the client's name (nil: net.DefaultResolver).
 	Resolver *net.Resolver
+	// Flush releases the deferred mail of a fast_flush_domains site
+	// for ETRN (nil: ETRN is not available); flush.ErrDenied for a
+	// site that is not listed.
+	Flush func(site string) (int, error)
 }
 
 // New checks the configuration (restriction lists, tables, client lists)
@@ -155,7 +160,7 @@ type Options struct {
 // refused here.
 func New(o Options) (*Server, error) {
 	p := o.Params
-	s := &Server{p: p, name: o.Service, log: o.Log, rw: o.Rewrite, queue: o.Queue, limit: o.Limit,
+	s := &Server{p: p, name: o.Service, log: o.Log, rw: o.Rewrite, queue: o.Queue, flush: o.Flush, limit: o.Limit,
 		resolver: o.Resolver, clients: map[netip.Addr]int{}, notify: notifyMask(o.Params.NotifyClasses)}
 	if s.limit <= 0 {
 		s.limit = p.DefaultProcessLimit
