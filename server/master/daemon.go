@@ -79,7 +79,7 @@ type Daemon struct {
 	// fastFlush is the flush service of the configuration in force
 	// (replaced on reload). Guarded by mu.
 	fastFlush *flush.Service
-	ctl        *controlServer
+	ctl       *controlServer
 }
 
 // PIDFile is where the running master records its pid; the file is also
