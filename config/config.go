@@ -478,10 +478,6 @@ func (c *Config) absMap(m string) string {
 	return m
 }
 
-// Abs resolves a path written in the configuration (for example a service's
-// unix listen path) against the config folder.
-func (c *Config) Abs(p string) string { return c.abs(p) }
-
 // Where says where a parameter's value comes from, for a message about
 // it: "file:line" of the service's override or of the top-level setting,
 // or "file (default)" for a value the file does not set. s may be nil.

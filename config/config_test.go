@@ -253,7 +253,7 @@ smtpd_timeout = "10s"
 	if n := c.Params.TransportInt("local", "destination_recipient_limit"); n != 1 {
 		t.Errorf("local recipient limit = %d", n)
 	}
-	s := c.Service("submission")
+	s := serviceNamed(c, "submission")
 	if s == nil {
 		t.Fatal("no submission service")
 	}
@@ -445,4 +445,14 @@ func TestExpansionBomb(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "after $name expansion") {
 		t.Errorf("2^24-fold expansion: %v", err)
 	}
+}
+
+// serviceNamed returns the first service with the given name, or nil.
+func serviceNamed(c *Config, name string) *Service {
+	for _, s := range c.Services {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
 }

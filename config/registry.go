@@ -21,20 +21,6 @@ const (
 	KindList
 )
 
-func (k Kind) String() string {
-	switch k {
-	case KindBool:
-		return "boolean"
-	case KindInt:
-		return "integer"
-	case KindDuration:
-		return "time value"
-	case KindList:
-		return "list"
-	}
-	return "string"
-}
-
 // Param describes one implemented parameter.
 type Param struct {
 	Name     string

@@ -281,13 +281,3 @@ func checkListen(l string) error {
 	}
 	return nil
 }
-
-// Service returns the first service with the given name, or nil.
-func (c *Config) Service(name string) *Service {
-	for _, s := range c.Services {
-		if s.Name == name {
-			return s
-		}
-	}
-	return nil
-}

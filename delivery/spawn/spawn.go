@@ -161,9 +161,6 @@ type Exit struct {
 	Text string
 }
 
-// Soft reports whether the status should be retried.
-func (e Exit) Soft() bool { return strings.HasPrefix(e.DSN, "4") }
-
 var sysexits = map[int]Exit{
 	64: {"5.3.0", "command line usage error"},
 	65: {"5.6.0", "data format error"},
