@@ -21,6 +21,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"mailsrv/internal/testutil"
 	"mailsrv/queue"
 )
 
@@ -179,7 +180,7 @@ hash_queue_depth = 2
 		}, nil)
 		return ids
 	}
-	eventually(t, fmt.Sprintf("%d messages accepted and deliveries in flight", killAt), func() bool {
+	testutil.Eventually(t, fmt.Sprintf("%d messages accepted and deliveries in flight", killAt), func() bool {
 		mu.Lock()
 		n := len(accepted)
 		mu.Unlock()
@@ -191,7 +192,7 @@ hash_queue_depth = 2
 	}
 	close(killed)
 	<-sent
-	eventually(t, "the daemon to die", func() bool { return syscall.Kill(pid, 0) != nil })
+	testutil.Eventually(t, "the daemon to die", func() bool { return syscall.Kill(pid, 0) != nil })
 
 	// Hash directories that hold nothing go, as on a queue that never
 	// deferred anything there.

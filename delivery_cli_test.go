@@ -19,6 +19,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"mailsrv/internal/testutil"
 	"mailsrv/queue"
 )
 
@@ -204,7 +205,7 @@ func crashLosesNothing(t *testing.T, unprivileged bool) {
 			wg.Wait()
 			break
 		}
-		eventually(t, fmt.Sprintf("%d messages accepted", killAt), func() bool {
+		testutil.Eventually(t, fmt.Sprintf("%d messages accepted", killAt), func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(accepted) >= killAt || next >= total
@@ -215,7 +216,7 @@ func crashLosesNothing(t *testing.T, unprivileged bool) {
 		}
 		close(killed)
 		wg.Wait()
-		eventually(t, "the daemon to die", func() bool { return syscall.Kill(pid, 0) != nil })
+		testutil.Eventually(t, "the daemon to die", func() bool { return syscall.Kill(pid, 0) != nil })
 		mu.Lock()
 		t.Logf("round %d: SIGKILL with %d messages accepted, %d queued; restarting", round+1, len(accepted), queued(dir))
 		mu.Unlock()
@@ -277,7 +278,7 @@ func TestPflogsummAgrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Quit()
-	eventually(t, "all deliveries", func() bool {
+	testutil.Eventually(t, "all deliveries", func() bool {
 		b, _ := os.ReadFile(filepath.Join(dir, "maillog"))
 		return strings.Count(string(b), "status=sent") == msgs+2
 	})

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	gosmtp "github.com/emersion/go-smtp"
+
+	"mailsrv/internal/testutil"
 )
 
 // TestLocalDeliveryAsAUser runs the daemon as an administrator would (as
@@ -77,7 +79,7 @@ func TestLocalDeliveryAsAUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Quit()
-	eventually(t, "the virtual Maildir", func() bool {
+	testutil.Eventually(t, "the virtual Maildir", func() bool {
 		files, _ := filepath.Glob(filepath.Join(vmail, "v", "new", "*"))
 		if len(files) != 1 {
 			return false
@@ -86,7 +88,7 @@ func TestLocalDeliveryAsAUser(t *testing.T) {
 		return err == nil && fmt.Sprint(st.Sys().(*syscall.Stat_t).Uid) == u.Uid
 	})
 	mbox := filepath.Join(spool, name)
-	eventually(t, "the user's mailbox", func() bool {
+	testutil.Eventually(t, "the user's mailbox", func() bool {
 		b, err := os.ReadFile(mbox)
 		log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
 		return err == nil && strings.Contains(string(b), "Subject: for a user") &&

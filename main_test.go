@@ -24,6 +24,7 @@ import (
 
 	"mailsrv/delivery/local"
 	"mailsrv/delivery/spawn"
+	"mailsrv/internal/testutil"
 	"mailsrv/server/master"
 )
 
@@ -131,17 +132,6 @@ func copyExecutable(from, to string) error {
 	return os.WriteFile(to, b, 0o755)
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // newInstance makes a folder with a copy of config.example.toml, adjusted
 // to a free port. As root the daemon drops to nobody, so the folder must be
 // reachable by that user.
@@ -163,12 +153,7 @@ func newInstance(t *testing.T) (dir, owner string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().String()
-	l.Close()
+	port := testutil.FreeAddr(t)
 	text := strings.Replace(string(example), `listen = "127.0.0.1:2525"`, fmt.Sprintf("listen = %q", port), 1)
 	text = strings.Replace(text, `maillog_file = "/dev/stdout"`, `maillog_file = "maillog"`, 1)
 	text = strings.Replace(text, `mail_owner = "nobody"`, fmt.Sprintf("mail_owner = %q", owner), 1)
@@ -253,7 +238,7 @@ func TestStartReloadStopAsAUserWould(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "reload in the log", logHas("mailsrv/master["+strconv.Itoa(pid)+"]: reload -- version"))
+	testutil.Eventually(t, "reload in the log", logHas("mailsrv/master["+strconv.Itoa(pid)+"]: reload -- version"))
 	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "reload")
 	if code != 0 || !strings.Contains(errOut, "refreshing the mail system") {
 		t.Errorf("reload: %d %q", code, errOut)
@@ -291,12 +276,12 @@ func TestStartReloadStopAsAUserWould(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the reopen in the new log", logHas("reopened the mail log"))
+	testutil.Eventually(t, "the reopen in the new log", logHas("reopened the mail log"))
 
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the daemon to stop", func() bool { return !master.ProcessAlive(pid) })
+	testutil.Eventually(t, "the daemon to stop", func() bool { return !master.ProcessAlive(pid) })
 	_, errOut, code = mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "status")
 	if code != 1 {
 		t.Errorf("status after stop: %d %q", code, errOut)
@@ -427,7 +412,7 @@ func TestReceiveAsAUserWould(t *testing.T) {
 	// postmaster is no user here: it bounces, and the notice to root
 	// waits (root's mail must be aliased) with the SMTP message.
 	var out string
-	eventually(t, "the queue to settle at two messages", func() bool {
+	testutil.Eventually(t, "the queue to settle at two messages", func() bool {
 		o, _, code := mailsrv(t, dir, "mailq", "-c", "mailsrv.toml")
 		out = o
 		return code == 0 && strings.Contains(o, "in 2 Requests.") && strings.Contains(o, "MAILER-DAEMON")

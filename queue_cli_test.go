@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"mailsrv/internal/testutil"
 	"mailsrv/queue"
 )
 
@@ -247,7 +248,7 @@ func TestPostsuperOnRunningDaemon(t *testing.T) {
 	// The running daemon's pickup takes it from maildrop under a new ID;
 	// qmgr tries it (this instance has no smtp transport) and defers it.
 	var requeuedAs string
-	eventually(t, "pickup to requeue the message and qmgr to defer it", func() bool {
+	testutil.Eventually(t, "pickup to requeue the message and qmgr to defer it", func() bool {
 		if in(queue.Maildrop, ids[2]) {
 			return false
 		}
@@ -309,7 +310,7 @@ func TestPostqueueFlush(t *testing.T) {
 		b, _ := os.ReadFile(filepath.Join(dir, "maillog"))
 		return strings.Count(string(b), id+": from=<s@example.org>, size=")
 	}
-	eventually(t, "qmgr to take the released message and defer it again", func() bool {
+	testutil.Eventually(t, "qmgr to take the released message and defer it again", func() bool {
 		_, err := q.Read(queue.Deferred, ids[0])
 		return active(ids[0]) == 1 && err == nil
 	})
@@ -320,7 +321,7 @@ func TestPostqueueFlush(t *testing.T) {
 	if _, errOut, code := mailsrv(t, dir, "postqueue", "-c", "mailsrv.toml", "-f"); code != 0 {
 		t.Fatalf("postqueue -f: %s", errOut)
 	}
-	eventually(t, "qmgr to take every message after -f", func() bool {
+	testutil.Eventually(t, "qmgr to take every message after -f", func() bool {
 		return active(ids[0]) == 2 && active(ids[1]) == 1 && active(ids[2]) == 1
 	})
 }

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailsrv/internal/testutil"
 )
 
 // TestSubmissionWithSwaks runs the example configuration's submission
@@ -62,7 +64,7 @@ func TestSubmissionWithSwaks(t *testing.T) {
 		}
 		on = append(on, l)
 	}
-	sub, subs := freeAddr(t), freeAddr(t)
+	sub, subs := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	block := strings.Join(on, "\n")
 	block = strings.ReplaceAll(block, "/etc/mailsrv/tls/chain.pem", chain)
 	block = strings.ReplaceAll(block, "/etc/mailsrv/senders", filepath.Join(dir, "senders"))
@@ -107,7 +109,8 @@ func TestSubmissionWithSwaks(t *testing.T) {
 		fc := exec.Command(finger, "-c", "-C", "-l", "may", "["+strings.Split(sub, ":")[0]+"]:"+strings.Split(sub, ":")[1])
 		fc.Env = append(os.Environ(), "MAIL_CONFIG="+mc)
 		out, _ := fc.CombinedOutput()
-		if !strings.Contains(string(out), "TLS connection established to 127.0.0.1[127.0.0.1]:"+strings.Split(sub, ":")[1]+": TLSv1.3 with cipher") ||
+		host, port, _ := net.SplitHostPort(sub)
+		if !strings.Contains(string(out), "TLS connection established to "+host+"["+host+"]:"+port+": TLSv1.3 with cipher") ||
 			!strings.Contains(string(out), "-----BEGIN CERTIFICATE-----") || !strings.Contains(string(out), "mail.example.test") {
 			t.Errorf("posttls-finger:\n%s", out)
 		}
@@ -142,14 +145,4 @@ func TestSubmissionWithSwaks(t *testing.T) {
 	if r := readReply(); r != "530 5.7.0 Must issue a STARTTLS command first" {
 		t.Errorf("AUTH before STARTTLS: %q", r)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
+
+	"mailsrv/internal/testutil"
 )
 
 // deliveryDaemon starts the daemon with an smtpd on loopback and the
@@ -27,7 +29,7 @@ func deliveryDaemonWith(t *testing.T, extra string, opts func(*Options)) (dir, a
 // deliveryDaemonAt is deliveryDaemonWith in a folder the test prepared.
 func deliveryDaemonAt(t *testing.T, dir, extra string, opts func(*Options)) (_, addr string, stop func()) {
 	t.Helper()
-	addr = freePort(t)
+	addr = testutil.FreeAddr(t)
 	cfg := fmt.Sprintf(`
 queue_directory = "spool"
 maillog_file = "maillog"

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailsrv/internal/testutil"
 )
 
 // postfixMasterCF is the stock Postfix 3.7 service list with chroot off
@@ -80,10 +82,10 @@ func TestInteropPostfixAndSink(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Postfix on 127.0.0.1:PORT, accepting mail for interop.test and
+	// Postfix on a loopback address and port, accepting mail for interop.test and
 	// discarding it (its log says what it received).
-	pfAddr := freePort(t)
-	_, pfPort, _ := net.SplitHostPort(pfAddr)
+	pfAddr := testutil.FreeAddr(t)
+	pfHost, pfPort, _ := net.SplitHostPort(pfAddr)
 	etc, spool, data := filepath.Join(base, "pf", "etc"), filepath.Join(base, "pf", "spool"), filepath.Join(base, "pf", "data")
 	for _, d := range []string{etc, spool, data} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -99,7 +101,9 @@ func TestInteropPostfixAndSink(t *testing.T) {
 	mainCF := fmt.Sprintf(`compatibility_level = 3.6
 queue_directory = %s
 data_directory = %s
-inet_interfaces = 127.0.0.1
+# The only listener is master.cf's, on %s: Postfix's check of
+# inet_interfaces knows 127.0.0.1 alone on lo.
+inet_interfaces = all
 inet_protocols = ipv4
 myhostname = pf.interop.test
 mydestination =
@@ -114,7 +118,7 @@ smtpd_tls_cert_file = %s
 smtpd_tls_key_file = %s
 smtpd_tls_security_level = may
 smtpd_tls_loglevel = 1
-`, spool, data, pfLog, base, certFile, keyFile)
+`, spool, data, pfHost, pfLog, base, certFile, keyFile)
 	if err := os.WriteFile(filepath.Join(etc, "main.cf"), []byte(mainCF), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -136,21 +140,22 @@ smtpd_tls_loglevel = 1
 	}
 
 	// Postfix's own TLS client agrees that the certificate verifies.
-	fc := exec.Command("posttls-finger", "-c", "-l", "verify", "-F", caFile, "[127.0.0.1]:"+pfPort, "pf.interop.test")
+	fc := exec.Command("posttls-finger", "-c", "-l", "verify", "-F", caFile, "["+pfHost+"]:"+pfPort, "pf.interop.test")
 	fc.Env = append(os.Environ(), "MAIL_CONFIG="+etc)
 	finger, err := fc.CombinedOutput()
-	if err != nil || !strings.Contains(string(finger), "Verified TLS connection established to 127.0.0.1[127.0.0.1]:"+pfPort) {
+	if err != nil || !strings.Contains(string(finger), "Verified TLS connection established to "+pfHost+"["+pfHost+"]:"+pfPort) {
 		t.Fatalf("posttls-finger: %v\n%s", err, finger)
 	}
 
 	// smtp-sink on another port.
-	sinkAddr := freePort(t)
+	sinkAddr := testutil.FreeAddr(t)
+	sinkHost, _, _ := net.SplitHostPort(sinkAddr)
 	sink := exec.Command("smtp-sink", "-u", "nobody", "-c", sinkAddr, "50")
 	if err := sink.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sink.Process.Kill(); sink.Wait() })
-	eventually(t, "smtp-sink to listen", func() bool {
+	testutil.Eventually(t, "smtp-sink to listen", func() bool {
 		c, err := net.Dial("tcp", sinkAddr)
 		if err == nil {
 			c.Close()
@@ -158,15 +163,15 @@ smtpd_tls_loglevel = 1
 		return err == nil
 	})
 
-	d := startDNS(t, map[string]string{"pf.interop.test": "127.0.0.1"}, nil)
+	d := startDNS(t, map[string]string{"pf.interop.test": pfHost}, nil)
 	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
 alias_maps = []
 mailsrv_dns_servers = [%q]
 smtp_tls_CAfile = %q
 smtp_tls_policy_maps = ["inline:{ {[pf.interop.test]:%s=verify} }"]
-transport_maps = ["inline:{ {interop.test=smtp:[pf.interop.test]:%s}, {sink.test=smtp:[127.0.0.1]:%s} }"]
+transport_maps = ["inline:{ {interop.test=smtp:[pf.interop.test]:%s}, {sink.test=smtp:[%s]:%s} }"]
 minimal_backoff_time = "1h"
-`, d.addr, caFile, pfPort, pfPort, strings.Split(sinkAddr, ":")[1]))
+`, d.addr, caFile, pfPort, pfPort, sinkHost, strings.Split(sinkAddr, ":")[1]))
 	send(t, addr, "s@example.test", []string{"a@interop.test"}, "Subject: to postfix\r\n\r\nhello postfix\r\n")
 	send(t, addr, "s@example.test", []string{"b@sink.test"}, "Subject: to the sink\r\n\r\nhello sink\r\n")
 	eventuallyLog(t, dir, "both deliveries", func() bool {
@@ -175,19 +180,19 @@ minimal_backoff_time = "1h"
 	})
 	stop()
 	log := readLog(dir)
-	m := regexp.MustCompile(`to=<a@interop.test>, relay=pf.interop.test\[127.0.0.1\]:` + pfPort + `, .*status=sent \(250 2.0.0 Ok: queued as (\w+)\)`).FindStringSubmatch(log)
+	m := regexp.MustCompile(`to=<a@interop.test>, relay=pf.interop.test\[` + regexp.QuoteMeta(pfHost) + `\]:` + pfPort + `, .*status=sent \(250 2.0.0 Ok: queued as (\w+)\)`).FindStringSubmatch(log)
 	if m == nil {
 		t.Fatalf("no delivery into Postfix in the log:\n%s", log)
 	}
-	if !regexp.MustCompile(`Verified TLS connection established to pf.interop.test\[127.0.0.1\]:` + pfPort + `: TLSv1.3 with cipher`).MatchString(log) {
+	if !regexp.MustCompile(`Verified TLS connection established to pf.interop.test\[` + regexp.QuoteMeta(pfHost) + `\]:` + pfPort + `: TLSv1.3 with cipher`).MatchString(log) {
 		t.Errorf("no verified TLS session with Postfix:\n%s", log)
 	}
-	if !regexp.MustCompile(`to=<b@sink.test>, relay=127.0.0.1\[127.0.0.1\]:\d+, .*status=sent \(250 2.0.0 Ok`).MatchString(log) {
+	if !regexp.MustCompile(`to=<b@sink.test>, relay=` + regexp.QuoteMeta(sinkHost+"["+sinkHost+"]") + `:\d+, .*status=sent \(250 2.0.0 Ok`).MatchString(log) {
 		t.Errorf("no delivery into smtp-sink:\n%s", log)
 	}
 	// Postfix's side: the TLS session and the message under the ID it
 	// gave us.
-	eventually(t, "Postfix to log the message", func() bool {
+	testutil.Eventually(t, "Postfix to log the message", func() bool {
 		b, _ := os.ReadFile(pfLog)
 		return strings.Contains(string(b), m[1]+": to=<a@interop.test>")
 	})

@@ -3,28 +3,19 @@ package master
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
+
+	"mailsrv/internal/testutil"
 )
 
 // startDovecot runs a private Dovecot LMTP server on a unix socket under
 // base, with a passwd-file of the given users, and returns the socket.
 func startDovecot(t *testing.T, base string, users ...string) string {
 	t.Helper()
-	bin, err := exec.LookPath("dovecot")
-	if err != nil {
-		t.Skip("Dovecot is not installed (apt-get install dovecot-lmtpd); skipping the LMTP test against it")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("starting Dovecot needs root; skipping the LMTP test against it")
-	}
-	for _, d := range []string{"run", "state", "mail"} {
-		openDir(t, filepath.Join(base, d), 0o755)
-	}
+	openDir(t, filepath.Join(base, "mail"), 0o755)
 	os.Chown(filepath.Join(base, "mail"), 65534, 65534)
 	var pw strings.Builder
 	for _, u := range users {
@@ -33,15 +24,8 @@ func startDovecot(t *testing.T, base string, users ...string) string {
 	if err := os.WriteFile(filepath.Join(base, "users"), []byte(pw.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	conf := filepath.Join(base, "dovecot.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`
-base_dir = %[1]s/run
-state_dir = %[1]s/state
-log_path = %[1]s/dovecot.log
+	return testutil.Dovecot(t, base, fmt.Sprintf(`
 protocols = lmtp
-ssl = no
-default_internal_user = dovecot
-default_login_user = dovenull
 mail_location = maildir:~/Maildir
 auth_username_format = %%n
 userdb {
@@ -57,29 +41,7 @@ service lmtp {
     mode = 0666
   }
 }
-`, base)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-F", "-c", conf)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	sock := filepath.Join(base, "run", "lmtp")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			return sock
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(filepath.Join(base, "dovecot.log"))
-			t.Fatalf("Dovecot did not create %s:\n%s", sock, b)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+`, base), "lmtp")
 }
 
 // TestLMTPDovecot: mail for a domain routed to lmtp:unix:… goes into a

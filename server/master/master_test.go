@@ -2,7 +2,6 @@ package master
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,42 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"mailsrv/internal/testutil"
 	"mailsrv/maillog"
 )
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestSupervisorRestartsPanickingService(t *testing.T) {
 	t.Parallel()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	sup := NewSupervisor(maillog.New(logs, "test").Role("mailsrv", "master"), time.Second)
 	sup.MinBackoff, sup.MaxBackoff, sup.FailureAlarm = time.Millisecond, 20*time.Millisecond, 3
 	ctx, cancel := context.WithCancel(context.Background())
@@ -83,8 +53,8 @@ func TestSupervisorRestartsPanickingService(t *testing.T) {
 		}), nil
 	})
 
-	eventually(t, "crashy to run a fifth time", func() bool { return crashes.Load() >= 5 })
-	eventually(t, "crashy to be running", func() bool {
+	testutil.Eventually(t, "crashy to run a fifth time", func() bool { return crashes.Load() >= 5 })
+	testutil.Eventually(t, "crashy to be running", func() bool {
 		for _, s := range sup.Status() {
 			if s.Name == "crashy" {
 				return s.State == "running" && s.Restarts == 4
@@ -94,7 +64,7 @@ func TestSupervisorRestartsPanickingService(t *testing.T) {
 	})
 	// The healthy service was never restarted and kept working.
 	before := ticks.Load()
-	eventually(t, "healthy to keep ticking", func() bool { return ticks.Load() > before+5 })
+	testutil.Eventually(t, "healthy to keep ticking", func() bool { return ticks.Load() > before+5 })
 	if n := healthyStarts.Load(); n != 1 {
 		t.Errorf("healthy service started %d times", n)
 	}
@@ -115,7 +85,7 @@ func TestSupervisorRestartsPanickingService(t *testing.T) {
 
 func TestSupervisorRestartsFailingFactory(t *testing.T) {
 	t.Parallel()
-	sup := NewSupervisor(maillog.New(&syncBuffer{}, "test").Role("mailsrv", "master"), time.Second)
+	sup := NewSupervisor(maillog.New(&testutil.SyncBuffer{}, "test").Role("mailsrv", "master"), time.Second)
 	sup.MinBackoff, sup.MaxBackoff = time.Millisecond, 5*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -179,16 +149,6 @@ func init() {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func writeConfig(t *testing.T, file, addr, banner string) {
 	t.Helper()
 	text := fmt.Sprintf(`
@@ -225,7 +185,7 @@ func startDaemonWith(t *testing.T, file string, opts func(*Options)) (queueDir s
 		opts(&o)
 	}
 	go func() { done <- Run(o) }()
-	eventually(t, "the daemon to answer", func() bool {
+	testutil.Eventually(t, "the daemon to answer", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("daemon exited: %v", err)
@@ -270,7 +230,7 @@ func TestDaemonReloadKeepsConnectionsAndRefusesBadConfig(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "mailsrv.toml")
-	addr := freePort(t)
+	addr := testutil.FreeAddr(t)
 	writeConfig(t, file, addr, "one")
 	queueDir, done := startDaemon(t, file)
 
@@ -349,7 +309,7 @@ func TestDaemonRefusesSecondInstanceAndBusyPort(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "mailsrv.toml")
-	addr := freePort(t)
+	addr := testutil.FreeAddr(t)
 	writeConfig(t, file, addr, "one")
 	queueDir, done := startDaemon(t, file)
 	err := Run(Options{ConfigFile: file, keepPrivileges: true})
@@ -394,7 +354,7 @@ func TestSystemdNotify(t *testing.T) {
 	defer conn.Close()
 	t.Setenv("NOTIFY_SOCKET", sock)
 	file := filepath.Join(dir, "mailsrv.toml")
-	writeConfig(t, file, freePort(t), "n")
+	writeConfig(t, file, testutil.FreeAddr(t), "n")
 	queueDir, done := startDaemon(t, file)
 	next := func() string {
 		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -11,6 +11,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"mailsrv/internal/testutil"
 	"mailsrv/queue"
 	"mailsrv/server/pickup"
 )
@@ -22,7 +23,7 @@ func TestDaemonReceives(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "mailsrv.toml")
-	addr := freePort(t)
+	addr := testutil.FreeAddr(t)
 	cfg := fmt.Sprintf(`
 queue_directory = "spool"
 maillog_file = "maillog"
@@ -80,7 +81,7 @@ process_limit = 10
 		t.Fatal(err)
 	}
 	var f *queue.File
-	eventually(t, "the submitted message to be in the queue", func() bool {
+	testutil.Eventually(t, "the submitted message to be in the queue", func() bool {
 		for _, name := range []string{queue.Incoming, queue.Deferred} {
 			if f, err = q.Open(name, id, false); err == nil {
 				return true
@@ -96,7 +97,7 @@ process_limit = 10
 	if err == nil || !strings.Contains(err.Error(), "no recipients") {
 		t.Fatalf("submission without recipients: %v", err)
 	}
-	eventually(t, "2 messages queued", func() bool { return incoming() == 2 })
+	testutil.Eventually(t, "2 messages queued", func() bool { return incoming() == 2 })
 
 	// Down: sendmail leaves the message in maildrop; pickup takes it at
 	// the next start.
@@ -114,7 +115,7 @@ process_limit = 10
 		t.Fatal(err)
 	}
 	_, done = startDaemon(t, file)
-	eventually(t, "pickup to take the maildrop file", func() bool { return incoming() == 3 })
+	testutil.Eventually(t, "pickup to take the maildrop file", func() bool { return incoming() == 3 })
 	if _, err := Call(queueDir, Request{Cmd: "stop"}, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}

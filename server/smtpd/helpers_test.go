@@ -7,40 +7,22 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"mailsrv/config"
+	"mailsrv/internal/testutil"
 	"mailsrv/maillog"
 	"mailsrv/queue"
 	"mailsrv/rewrite"
 	"mailsrv/rewrite/cleanup"
 )
 
-// syncBuffer is a log sink the test may read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testServer is a running smtpd with its own spool on 127.0.0.1.
 type testServer struct {
 	addr string
 	q    *queue.Queue
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 	p    *config.Params
 }
 
@@ -69,7 +51,7 @@ type built struct {
 	srv  *Server
 	p    *config.Params
 	q    *queue.Queue
-	logs *syncBuffer
+	logs *testutil.SyncBuffer
 }
 
 func buildServer(t testing.TB, extra string) (*built, error) {
@@ -87,7 +69,7 @@ func buildServer(t testing.TB, extra string) (*built, error) {
 	if err != nil {
 		return nil, err
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	log := maillog.New(logs, "mx")
 	q := queue.FromConfig(p)
 	srv, err := New(Options{
@@ -254,21 +236,9 @@ func body(t *testing.T, f *queue.File) string {
 	return b.String()
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func (ts *testServer) waitLog(t *testing.T, substr string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("log line %q", substr), func() bool { return strings.Contains(ts.logs.String(), substr) })
+	testutil.Eventually(t, fmt.Sprintf("log line %q", substr), func() bool { return strings.Contains(ts.logs.String(), substr) })
 }
 
 // overlay appends extra settings to base, dropping base lines that extra

@@ -1,0 +1,124 @@
+// Package testutil holds what the tests of several packages share: a
+// poll with a deadline, a log sink safe to read while written, a free
+// loopback address for a server the test starts by configuration, and a
+// private Dovecot. It is imported by _test files only.
+package testutil
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Eventually polls cond until it holds, failing the test when it still
+// does not after 20 seconds (a bound for a slow machine, never a wait).
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// SyncBuffer is a log sink that a test may read while a server writes.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// FreeAddr returns host:port for a server the test configures and starts
+// itself. The port is free on an address of its own, drawn at random
+// from 127.0.0.0/8 (past 127.0.0.1, which clients use as their source),
+// so that no other test, asking for a free port at the same moment, is
+// handed the same address and port.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	for try := 0; try < 20; try++ {
+		ip := fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 2+rand.IntN(253))
+		l, err := net.Listen("tcp", ip+":0")
+		if err != nil {
+			continue
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return addr
+	}
+	t.Fatal("no free loopback address")
+	return ""
+}
+
+// Dovecot starts a private Dovecot under base with the settings of conf
+// added to a base configuration (its own run, state and log folders, no
+// SSL), waits for the socket run/<socket> and returns its path. The test
+// skips when Dovecot is not installed or the test does not run as root.
+func Dovecot(t testing.TB, base, conf, socket string) string {
+	t.Helper()
+	bin, err := exec.LookPath("dovecot")
+	if err != nil {
+		t.Skip("Dovecot is not installed (apt-get install dovecot-lmtpd); skipping the test against it")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("starting Dovecot needs root; skipping the test against it")
+	}
+	for d := base; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		_ = os.Chmod(d, 0o755)
+	}
+	for _, d := range []string{"run", "state"} {
+		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(base, "dovecot.conf")
+	text := fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+log_path = %[1]s/dovecot.log
+ssl = no
+default_internal_user = dovecot
+default_login_user = dovenull
+`, base) + conf
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-F", "-c", file)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	sock := filepath.Join(base, "run", socket)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(base, "dovecot.log"))
+			t.Fatalf("Dovecot did not create %s:\n%s", sock, b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
