@@ -21,15 +21,21 @@ import (
 	"mailsrv/queue/qmgr"
 )
 
-// session is one SMTP connection.
+// session is one SMTP or LMTP conversation: the smtp client's (one per
+// server, kept in the connection cache) and lmtp(8)'s. The protocols
+// differ in the greeting command (EHLO, falling back to HELO, or LHLO),
+// in the timeouts, and after the message: an SMTP server answers once
+// for all recipients, an LMTP server once per accepted recipient.
 type session struct {
 	conn        net.Conn
 	r           *bufio.Reader
 	w           *bufio.Writer
-	srv         server
+	host        string // the server's name, for Remote-MTA
 	relay       string // host[ip]:port, for relay= and the TLS line
 	hostIP      string // host[ip], for the reasons
 	p           *config.Params
+	lmtp        bool
+	t           timeouts
 	ext         map[string]string // EHLO keywords → parameters
 	tlsDone     bool
 	broken      bool
@@ -39,9 +45,24 @@ type session struct {
 	created     time.Time
 }
 
-func newSession(c net.Conn, srv server, p *config.Params) *session {
-	return &session{conn: c, r: bufio.NewReader(c), w: bufio.NewWriter(c),
-		srv: srv, relay: srv.String(), hostIP: fmt.Sprintf("%s[%s]", srv.host, srv.addr), p: p, ext: map[string]string{}, created: time.Now()}
+// timeouts are one protocol's time limits (smtp_*_timeout or
+// lmtp_*_timeout) and its line length limit for content.
+type timeouts struct {
+	helo, mail, rcpt, dataInit, dataXfer, dataDone, quit time.Duration
+	lineLimit                                            int
+}
+
+func newSession(c net.Conn, host, hostIP, relay string, p *config.Params, lmtp bool) *session {
+	s := &session{conn: c, r: bufio.NewReader(c), w: bufio.NewWriter(c),
+		host: host, relay: relay, hostIP: hostIP, p: p, lmtp: lmtp, ext: map[string]string{}, created: time.Now()}
+	if lmtp {
+		s.t = timeouts{p.LMTPLhloTimeout, p.LMTPMailTimeout, p.LMTPRcptTimeout, p.LMTPDataInitTimeout,
+			p.LMTPDataXferTimeout, p.LMTPDataDoneTimeout, p.LMTPQuitTimeout, 0}
+	} else {
+		s.t = timeouts{p.SMTPHeloTimeout, p.SMTPMailTimeout, p.SMTPRcptTimeout, p.SMTPDataInitTimeout,
+			p.SMTPDataXferTimeout, p.SMTPDataDoneTimeout, p.SMTPQuitTimeout, p.SMTPLineLengthLimit}
+	}
+	return s
 }
 
 // upgrade continues the session over TLS.
@@ -104,15 +125,20 @@ func (s *session) cmd(timeout time.Duration, format string, args ...any) error {
 	return s.flush(timeout)
 }
 
-// hello sends EHLO (HELO when EHLO is refused) and reads the extensions.
+// hello sends EHLO (HELO when EHLO is refused), or LHLO, and reads the
+// extensions.
 func (s *session) hello() (qmgr.Status, bool) {
 	p := s.p
-	if err := s.cmd(p.SMTPHeloTimeout, "EHLO %s", p.SMTPHeloName); err != nil {
-		return s.lost("sending EHLO"), false
+	verb, name := "EHLO", p.SMTPHeloName
+	if s.lmtp {
+		verb, name = "LHLO", p.LMTPLhloName
 	}
-	r, err := s.reply(p.SMTPHeloTimeout)
+	if err := s.cmd(s.t.helo, "%s %s", verb, name); err != nil {
+		return s.lost("sending " + verb), false
+	}
+	r, err := s.reply(s.t.helo)
 	if err != nil {
-		return s.lost("receiving the EHLO reply"), false
+		return s.lost("receiving the " + verb + " reply"), false
 	}
 	if r.code/100 == 2 {
 		s.ext = map[string]string{}
@@ -122,13 +148,13 @@ func (s *session) hello() (qmgr.Status, bool) {
 		}
 		return qmgr.Status{}, true
 	}
-	if r.code == 421 {
-		return s.said(r, "EHLO command"), false
+	if r.code == 421 || s.lmtp {
+		return s.said(r, verb+" command"), false
 	}
-	if err := s.cmd(p.SMTPHeloTimeout, "HELO %s", p.SMTPHeloName); err != nil {
+	if err := s.cmd(s.t.helo, "HELO %s", p.SMTPHeloName); err != nil {
 		return s.lost("sending HELO"), false
 	}
-	r, err = s.reply(p.SMTPHeloTimeout)
+	r, err = s.reply(s.t.helo)
 	if err != nil {
 		return s.lost("receiving the HELO reply"), false
 	}
@@ -142,7 +168,7 @@ func (s *session) hello() (qmgr.Status, bool) {
 // said is Postfix's "host X said: … (in reply to … command)".
 func (s *session) said(r reply, in string) qmgr.Status {
 	return qmgr.Status{DSN: r.dsn(), Text: fmt.Sprintf("host %s said: %s (in reply to %s)", s.hostIP, r, in),
-		Relay: s.relay, DiagType: "smtp", DiagText: r.String(), MTA: s.srv.host}
+		Relay: s.relay, DiagType: "smtp", DiagText: r.String(), MTA: s.host}
 }
 
 // lost is Postfix's "lost connection with X while …", or "conversation
@@ -157,8 +183,8 @@ func (s *session) lost(while string) qmgr.Status {
 }
 
 func (s *session) quit() {
-	if !s.broken && s.cmd(s.p.SMTPQuitTimeout, "QUIT") == nil {
-		_, _ = s.reply(s.p.SMTPQuitTimeout)
+	if !s.broken && s.cmd(s.t.quit, "QUIT") == nil {
+		_, _ = s.reply(s.t.quit)
 	}
 	s.close()
 }
@@ -168,8 +194,8 @@ func (s *session) close() { s.conn.Close() }
 // transaction sends one message. It returns false when the session
 // failed (lost, 421, a temporary refusal of MAIL or DATA): recipients
 // still pending may then go to the next server.
-func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
-	p := a.p
+func (s *session) transaction(d *qmgr.Delivery) bool {
+	t := s.t
 	s.uses++
 	status := func(st qmgr.Status) qmgr.Status {
 		if s.uses > 1 {
@@ -216,7 +242,9 @@ func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
 			rcpts = append(rcpts, r)
 		}
 	}
+	// LMTP servers pipeline (RFC 2033 requires it).
 	_, pipelining := s.ext["PIPELINING"]
+	pipelining = pipelining || s.lmtp
 	s.send("%s", mail)
 	rcptCmd := func(r *qmgr.Recipient) string {
 		c := fmt.Sprintf("RCPT TO:<%s>", r.Addr)
@@ -242,11 +270,11 @@ func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
 			s.send("DATA")
 		}
 	}
-	if s.flush(p.SMTPMailTimeout) != nil {
+	if s.flush(t.mail) != nil {
 		s.lastFailure = s.lost("sending MAIL FROM")
 		return false
 	}
-	mr, err := s.reply(p.SMTPMailTimeout)
+	mr, err := s.reply(t.mail)
 	if err != nil {
 		s.lastFailure = s.lost("receiving the MAIL FROM reply")
 		return false
@@ -257,12 +285,12 @@ func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
 			if mr.code/100 != 2 {
 				break
 			}
-			if s.cmd(p.SMTPRcptTimeout, "%s", rcptCmd(r)) != nil {
+			if s.cmd(t.rcpt, "%s", rcptCmd(r)) != nil {
 				s.lastFailure = s.lost("sending RCPT TO")
 				return false
 			}
 		}
-		rr, err := s.reply(p.SMTPRcptTimeout)
+		rr, err := s.reply(t.rcpt)
 		if err != nil {
 			s.lastFailure = s.lost("receiving the RCPT TO reply")
 			return false
@@ -274,7 +302,7 @@ func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
 		case rr.code/100 == 2 && d.Verify:
 			// Address verification ends at RCPT: the server's
 			// answer is the answer.
-			d.Sent(r, status(qmgr.Status{DSN: rr.dsn(), Text: rr.String(), Relay: s.relay, MTA: s.srv.host,
+			d.Sent(r, status(qmgr.Status{DSN: rr.dsn(), Text: rr.String(), Relay: s.relay, MTA: s.host,
 				DiagType: "smtp", DiagText: rr.String()}))
 		case rr.code/100 == 2:
 			accepted = append(accepted, r)
@@ -290,18 +318,18 @@ func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
 	var dr reply
 	if pipeData {
 		// The pipelined DATA is answered whatever came before.
-		if dr, err = s.reply(p.SMTPDataInitTimeout); err != nil {
+		if dr, err = s.reply(t.dataInit); err != nil {
 			s.lastFailure = s.lost("receiving the DATA reply")
 			return false
 		}
 		if dr.code == 354 && (mr.code/100 != 2 || len(accepted) == 0) {
 			// A server that opened DATA without a valid recipient:
 			// send an empty message and let RSET drop it.
-			if s.cmd(p.SMTPDataDoneTimeout, ".") != nil {
+			if s.cmd(t.dataDone, ".") != nil {
 				s.lastFailure = s.lost("sending end of data")
 				return false
 			}
-			if _, err := s.reply(p.SMTPDataDoneTimeout); err != nil {
+			if _, err := s.reply(t.dataDone); err != nil {
 				s.lastFailure = s.lost("receiving the end of data reply")
 				return false
 			}
@@ -311,20 +339,20 @@ func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
 	case mr.code/100 == 2:
 	case mr.code/100 == 5:
 		d.BounceRest(status(s.said(mr, "MAIL FROM command")))
-		return a.reset(s)
+		return s.reset()
 	default:
 		s.lastFailure = s.said(mr, "MAIL FROM command")
 		return false
 	}
 	if len(accepted) == 0 {
-		return a.reset(s)
+		return s.reset()
 	}
 	if !pipeData {
-		if s.cmd(p.SMTPDataInitTimeout, "DATA") != nil {
+		if s.cmd(t.dataInit, "DATA") != nil {
 			s.lastFailure = s.lost("sending DATA")
 			return false
 		}
-		if dr, err = s.reply(p.SMTPDataInitTimeout); err != nil {
+		if dr, err = s.reply(t.dataInit); err != nil {
 			s.lastFailure = s.lost("receiving the DATA reply")
 			return false
 		}
@@ -334,16 +362,19 @@ func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
 			for _, r := range accepted {
 				d.Bounce(r, status(s.said(dr, "DATA command")))
 			}
-			return a.reset(s)
+			return s.reset()
 		}
 		s.lastFailure = s.said(dr, "DATA command")
 		return false
 	}
-	if err := a.sendContent(d, s); err != nil {
+	if err := WriteContent(s.conn, d.Content(), t.dataXfer, t.lineLimit); err != nil {
 		s.lastFailure = s.lost("sending message body")
 		return false
 	}
-	er, err := s.reply(p.SMTPDataDoneTimeout)
+	if s.lmtp {
+		return s.lmtpReplies(d, accepted, status, dsnOK)
+	}
+	er, err := s.reply(t.dataDone)
 	if err != nil {
 		s.lastFailure = s.lost("receiving the end of data reply")
 		return false
@@ -353,7 +384,7 @@ func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
 		case 2:
 			// A next hop that does DSN got our NOTIFY and reports
 			// success itself; otherwise we say "relayed".
-			d.Sent(r, status(qmgr.Status{DSN: er.dsn(), Text: er.String(), Relay: s.relay, MTA: s.srv.host,
+			d.Sent(r, status(qmgr.Status{DSN: er.dsn(), Text: er.String(), Relay: s.relay, MTA: s.host,
 				DiagType: "smtp", DiagText: er.String(), Action: "relayed", NextHopNotifies: dsnOK}))
 		case 4:
 			d.Defer(r, status(s.said(er, "end of DATA command")))
@@ -364,18 +395,40 @@ func (a *Agent) transaction(d *qmgr.Delivery, s *session) bool {
 	return er.code != 421
 }
 
-// reset ends a transaction that sent no message, keeping the session.
-func (a *Agent) reset(s *session) bool {
-	if s.cmd(a.p.SMTPHeloTimeout, "RSET") != nil {
-		return false
+// lmtpReplies reads an LMTP server's reply for each accepted recipient
+// after the message: each gets its own status.
+func (s *session) lmtpReplies(d *qmgr.Delivery, accepted []*qmgr.Recipient, status func(qmgr.Status) qmgr.Status, dsnOK bool) bool {
+	for i, r := range accepted {
+		er, err := s.reply(s.t.dataDone)
+		if err != nil {
+			// The recipients not answered yet stay pending.
+			s.lastFailure = s.lost("receiving the end of data reply")
+			return false
+		}
+		switch er.code / 100 {
+		case 2:
+			d.Sent(r, status(qmgr.Status{DSN: er.dsn(), Text: er.String(), Relay: s.relay, MTA: s.host,
+				DiagType: "smtp", DiagText: er.String(), NextHopNotifies: dsnOK}))
+		case 4:
+			d.Defer(r, status(s.said(er, "end of DATA command")))
+		default:
+			d.Bounce(r, status(s.said(er, "end of DATA command")))
+		}
+		if er.code == 421 && i < len(accepted)-1 {
+			s.lastFailure = s.said(er, "end of DATA command")
+			return false
+		}
 	}
-	r, err := s.reply(a.p.SMTPHeloTimeout)
-	return err == nil && r.code/100 == 2
+	return true
 }
 
-// sendContent sends the message (after DATA's 354).
-func (a *Agent) sendContent(d *qmgr.Delivery, s *session) error {
-	return WriteContent(s.conn, d.Content(), a.p.SMTPDataXferTimeout, a.p.SMTPLineLengthLimit)
+// reset ends a transaction that sent no message, keeping the session.
+func (s *session) reset() bool {
+	if s.cmd(s.t.helo, "RSET") != nil {
+		return false
+	}
+	r, err := s.reply(s.t.helo)
+	return err == nil && r.code/100 == 2
 }
 
 // The 64 KiB buffers of WriteContent are recycled: two per delivery

@@ -287,7 +287,7 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 	// A cached session first.
 	if s := a.cache.get(key, p.SMTPConnectionReuseTimeLimit, p.SMTPConnectionReuseCountLimit); s != nil {
 		d.SetupDone()
-		if a.transaction(d, s) {
+		if s.transaction(d) {
 			a.release(d, key, s)
 			return
 		}
@@ -334,7 +334,7 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 		a.forgetDead(ap)
 		sessions++
 		d.SetupDone()
-		ok := a.transaction(d, s)
+		ok := s.transaction(d)
 		if ok {
 			a.release(d, key, s)
 			return
@@ -530,7 +530,7 @@ func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*ses
 		if err != nil {
 			return fail("4.4.1", fmt.Sprintf("connect to %s: %s", relay, SysText(err)))
 		}
-		s := newSession(nc, srv, p)
+		s := newSession(nc, srv.host, hostIP, relay, p, false)
 		r, err := s.reply(p.SMTPHeloTimeout)
 		if err != nil {
 			s.close()
