@@ -8,6 +8,7 @@ package discard
 import (
 	"strings"
 
+	"mailsrv/outcome"
 	"mailsrv/queue/qmgr"
 )
 
@@ -18,7 +19,7 @@ var Discard = qmgr.AgentFunc(func(d *qmgr.Delivery) {
 		text = "discarded"
 	}
 	for _, r := range d.Recipients {
-		d.Sent(r, qmgr.Status{DSN: "2.0.0", Text: text, Relay: "none"})
+		d.Sent(r, outcome.Status{DSN: "2.0.0", Text: text, Relay: "none"})
 	}
 })
 
@@ -42,9 +43,9 @@ func fail(d *qmgr.Delivery, retry bool) {
 	if text == "" {
 		text = "unknown error"
 	}
-	st := qmgr.Status{DSN: dsn, Text: text, Relay: "none"}
+	st := outcome.Status{DSN: dsn, Text: text, Relay: "none"}
 	for _, r := range d.Recipients {
-		if retry || dsn[0] == '4' {
+		if retry || st.Temporary() {
 			d.Defer(r, st)
 		} else {
 			d.Bounce(r, st)

@@ -19,6 +19,7 @@ import (
 
 	"mailsrv/config"
 	"mailsrv/delivery/smtp"
+	"mailsrv/outcome"
 	"mailsrv/queue/qmgr"
 )
 
@@ -60,7 +61,7 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 	p := a.p
 	network, address, err := endpoint(d.Nexthop)
 	if err != nil {
-		d.DeferRest(qmgr.Status{DSN: "4.3.5", Text: err.Error()})
+		d.DeferRest(outcome.Status{DSN: "4.3.5", Text: err.Error()})
 		return
 	}
 	// Postfix's names: the local host for a socket, host[ip]:port for TCP.
@@ -77,7 +78,7 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 	dialer := net.Dialer{Timeout: timeout}
 	conn, err := dialer.DialContext(d.Ctx, network, address)
 	if err != nil {
-		d.SiteFailure(qmgr.Status{DSN: "4.4.1", Text: fmt.Sprintf("connect to %s: %s", address, smtp.SysText(err)), Relay: relay})
+		d.SiteFailure(outcome.Status{DSN: "4.4.1", Text: fmt.Sprintf("connect to %s: %s", address, smtp.SysText(err)), Relay: relay})
 		return
 	}
 	smtp.LMTP(d, conn, host, relay, p)

@@ -17,6 +17,7 @@ import (
 
 	"mailsrv/delivery/mailbox"
 	"mailsrv/delivery/spawn"
+	"mailsrv/outcome"
 )
 
 // The work that touches a user's files or runs a user's command is done
@@ -45,12 +46,14 @@ type job struct {
 	MkParent  bool             `json:"mkparent,omitempty"` // create the mbox's directory
 }
 
-// result is a child's answer.
+// result is a child's answer: a failure's status (DSN "" = success), and
+// what a read job read.
 type result struct {
-	DSN  string `json:"dsn"`  // "" = success
-	Text string `json:"text"` // failure reason
+	outcome.Status
 	Data string `json:"data,omitempty"`
 }
+
+func failed(dsn, text string) result { return result{Status: outcome.Failed(dsn, text)} }
 
 // readLimit bounds a .forward or :include: file.
 const readLimit = 64 << 10
@@ -65,7 +68,7 @@ func ChildMain() int {
 	var j job
 	res := result{}
 	if err := json.Unmarshal([]byte(os.Getenv(jobEnv)), &j); err != nil {
-		res = result{DSN: "4.3.0", Text: "bad job: " + err.Error()}
+		res = failed("4.3.0", "bad job: "+err.Error())
 	} else {
 		res = j.run(os.Stdin)
 	}
@@ -74,11 +77,11 @@ func ChildMain() int {
 }
 
 func failure(err error) result {
-	var me *mailbox.Error
-	if errors.As(err, &me) {
-		return result{DSN: me.DSN, Text: me.Text}
+	var st outcome.Status
+	if errors.As(err, &st) {
+		return result{Status: st}
 	}
-	return result{DSN: "4.3.0", Text: err.Error()}
+	return failed("4.3.0", err.Error())
 }
 
 func (j *job) run(in io.Reader) result {
@@ -86,7 +89,7 @@ func (j *job) run(in io.Reader) result {
 	case "mbox":
 		if j.MkParent {
 			if err := os.MkdirAll(filepath.Dir(j.Path), 0o700); err != nil {
-				return failure(&mailbox.Error{DSN: "4.2.0", Text: fmt.Sprintf("create directory %s: %v", filepath.Dir(j.Path), err)})
+				return failure(outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("create directory %s: %v", filepath.Dir(j.Path), err)})
 			}
 		}
 		if err := mailbox.Mbox(j.Path, j.Envelope, in, j.Locking, j.Owner); err != nil {
@@ -99,24 +102,24 @@ func (j *job) run(in io.Reader) result {
 	case "read":
 		f, err := os.Open(j.Path)
 		if errors.Is(err, os.ErrNotExist) {
-			return result{DSN: "5.0.0", Text: "no such file"}
+			return failed("5.0.0", "no such file")
 		}
 		if err != nil {
-			return result{DSN: "4.3.0", Text: fmt.Sprintf("cannot open %s: %v", j.Path, err)}
+			return failed("4.3.0", fmt.Sprintf("cannot open %s: %v", j.Path, err))
 		}
 		defer f.Close()
 		b, err := io.ReadAll(io.LimitReader(f, readLimit+1))
 		if err != nil {
-			return result{DSN: "4.3.0", Text: fmt.Sprintf("cannot read %s: %v", j.Path, err)}
+			return failed("4.3.0", fmt.Sprintf("cannot read %s: %v", j.Path, err))
 		}
 		if len(b) > readLimit {
-			return result{DSN: "5.3.0", Text: fmt.Sprintf("%s is larger than %d bytes", j.Path, readLimit)}
+			return failed("5.3.0", fmt.Sprintf("%s is larger than %d bytes", j.Path, readLimit))
 		}
 		return result{Data: string(b)}
 	case "command":
 		return j.command(in)
 	default:
-		return result{DSN: "4.3.0", Text: "unknown job " + j.Kind}
+		return failed("4.3.0", "unknown job "+j.Kind)
 	}
 	return result{}
 }
@@ -168,25 +171,22 @@ func (j *job) command(in io.Reader) result {
 	pr.Close()
 	output := strings.TrimSpace(out.String())
 	if ctx.Err() == context.DeadlineExceeded {
-		return result{DSN: "5.3.0", Text: fmt.Sprintf("Command time limit exceeded: %q", j.Command)}
+		return failed("5.3.0", fmt.Sprintf("Command time limit exceeded: %q", j.Command))
 	}
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {
-		return result{DSN: "4.3.0", Text: fmt.Sprintf("cannot run command %q: %v", j.Command, err)}
+		return failed("4.3.0", fmt.Sprintf("cannot run command %q: %v", j.Command, err))
 	}
 	if ee == nil {
 		return result{}
 	}
 	ws := ee.Sys().(syscall.WaitStatus)
 	if ws.Signaled() {
-		return result{DSN: "4.3.0", Text: fmt.Sprintf("Command died with signal %d: %q", ws.Signal(), j.Command) + outputText(output)}
+		return failed("4.3.0", fmt.Sprintf("Command died with signal %d: %q", ws.Signal(), j.Command)+outputText(output))
 	}
-	e, _ := spawn.SysExit(ws.ExitStatus())
-	dsn := e.DSN
-	if code, ok := spawn.DSNFromOutput(output); ok {
-		dsn = code
-	}
-	return result{DSN: dsn, Text: fmt.Sprintf("Command died with status %d: %q", ws.ExitStatus(), j.Command) + outputText(output)}
+	st := spawn.ExitStatus(ws.ExitStatus(), j.Command, output)
+	st.Text += outputText(output)
+	return result{Status: st}
 }
 
 func outputText(out string) string {
@@ -209,8 +209,8 @@ func (l *limited) Write(p []byte) (int, error) {
 // WriteMailbox delivers into a Maildir (path ending in /) or an mbox file
 // as uid:gid, in a child process of this binary: virtual(8) uses it when
 // the daemon has given up root and cannot take the mailbox owner's
-// identity itself. The error is a *mailbox.Error when the child reports
-// one.
+// identity itself. The error is an outcome.Status when the child
+// reports one.
 func WriteMailbox(ctx context.Context, uid, gid int, path string, env mailbox.Envelope, lk mailbox.Locking, owner int, hostname string, content io.Reader) error {
 	self, err := os.Executable()
 	if err != nil {
@@ -232,14 +232,14 @@ func WriteMailbox(ctx context.Context, uid, gid int, path string, env mailbox.En
 		Stdin: content, Stdout: &out, Timeout: 10 * time.Minute,
 	})
 	if err != nil {
-		return &mailbox.Error{DSN: "4.3.0", Text: fmt.Sprintf("cannot deliver as uid %d: %v", uid, err)}
+		return outcome.Status{DSN: "4.3.0", Text: fmt.Sprintf("cannot deliver as uid %d: %v", uid, err)}
 	}
 	var r result
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
-		return &mailbox.Error{DSN: "4.3.0", Text: fmt.Sprintf("delivery child failed (status %d): %s", res.Status, res.Output)}
+		return outcome.Status{DSN: "4.3.0", Text: fmt.Sprintf("delivery child failed (status %d): %s", res.Status, res.Output)}
 	}
 	if r.DSN != "" {
-		return &mailbox.Error{DSN: r.DSN, Text: r.Text}
+		return r.Status
 	}
 	return nil
 }

@@ -34,6 +34,7 @@ import (
 	"mailsrv/delivery/mailbox"
 	"mailsrv/delivery/spawn"
 	"mailsrv/maps"
+	"mailsrv/outcome"
 	"mailsrv/queue"
 	"mailsrv/queue/qmgr"
 	"mailsrv/rewrite/cleanup"
@@ -128,9 +129,9 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 		if len(s.members) == 1 && s.members[0].Addr == "" {
 			m := s.members[0]
 			switch m.State {
-			case "sent":
+			case outcome.Sent:
 				d.Sent(r, m.Status)
-			case "deferred":
+			case outcome.Deferred:
 				d.Defer(r, m.Status)
 			default:
 				d.Bounce(r, m.Status)
@@ -159,7 +160,7 @@ type privs struct {
 
 const maxDepth = 100
 
-func (s *state) result(addr, state string, st qmgr.Status) {
+func (s *state) result(addr string, state outcome.State, st outcome.Status) {
 	if st.Relay == "" {
 		st.Relay = "local"
 	}
@@ -177,15 +178,15 @@ func (s *state) sent(addr, text string) {
 			text = "delivers to " + rest
 		}
 	}
-	s.result(addr, "sent", qmgr.Status{DSN: "2.0.0", Text: text})
+	s.result(addr, outcome.Sent, outcome.Status{DSN: "2.0.0", Text: text})
 }
 
 func (s *state) fail(addr string, err result) {
-	state := "bounced"
-	if strings.HasPrefix(err.DSN, "4") {
-		state = "deferred"
+	st, state := outcome.Status{DSN: err.DSN, Text: err.Text}, outcome.Bounced
+	if st.Temporary() {
+		state = outcome.Deferred
 	}
-	s.result(addr, state, qmgr.Status{DSN: err.DSN, Text: err.Text})
+	s.result(addr, state, st)
 }
 
 // deliver delivers one local address: the recipient, or a member of an
@@ -195,14 +196,14 @@ func (s *state) fail(addr string, err result) {
 func (s *state) deliver(addr, parent string, depth int) {
 	a, p := s.a, s.a.p
 	if depth > maxDepth {
-		s.fail(addr, result{DSN: "5.4.6", Text: "mail forwarding loop for " + addr})
+		s.fail(addr, failed("5.4.6", "mail forwarding loop for "+addr))
 		return
 	}
 	if looped, err := s.deliveredTo(addr); err != nil {
-		s.fail(addr, result{DSN: "4.3.0", Text: "cannot read the message: " + err.Error()})
+		s.fail(addr, failed("4.3.0", "cannot read the message: "+err.Error()))
 		return
 	} else if looped {
-		s.fail(addr, result{DSN: "5.4.6", Text: "mail forwarding loop for " + addr})
+		s.fail(addr, failed("5.4.6", "mail forwarding loop for "+addr))
 		return
 	}
 	local, domain := maps.SplitAddress(addr)
@@ -212,7 +213,7 @@ func (s *state) deliver(addr, parent string, depth int) {
 	if parent != name && !s.seen["alias:"+name] {
 		value, found, owner, err := s.alias(local, name)
 		if err != nil {
-			s.fail(addr, result{DSN: "4.3.0", Text: "alias database unavailable: " + err.Error()})
+			s.fail(addr, failed("4.3.0", "alias database unavailable: "+err.Error()))
 			return
 		}
 		if found {
@@ -223,7 +224,7 @@ func (s *state) deliver(addr, parent string, depth int) {
 	}
 	u, ok, err := a.users.Lookup(name)
 	if err != nil {
-		s.fail(addr, result{DSN: "4.3.0", Text: "user lookup problem: " + err.Error()})
+		s.fail(addr, failed("4.3.0", "user lookup problem: "+err.Error()))
 		return
 	}
 	if !ok {
@@ -233,7 +234,7 @@ func (s *state) deliver(addr, parent string, depth int) {
 	if u.UID == 0 {
 		// Nothing runs as root here, and root's mail is better read
 		// by a person: Postfix's advice is an alias.
-		s.fail(addr, result{DSN: "4.3.5", Text: fmt.Sprintf("mail for %s is not delivered to a mailbox owned by root: alias %s to a real user in alias_maps", name, name)})
+		s.fail(addr, failed("4.3.5", fmt.Sprintf("mail for %s is not delivered to a mailbox owned by root: alias %s to a real user in alias_maps", name, name)))
 		return
 	}
 	// .forward, once per user in an expansion.
@@ -385,7 +386,7 @@ func allowed(list []string, class string) bool {
 func (s *state) command(addr, cmd string, via *privs) {
 	p := s.a.p
 	if !allowed(p.AllowMailToCommands, via.class) {
-		s.fail(addr, result{DSN: "5.7.1", Text: "mail to command is restricted"})
+		s.fail(addr, failed("5.7.1", "mail to command is restricted"))
 		return
 	}
 	u := via.user
@@ -405,7 +406,7 @@ func (s *state) command(addr, cmd string, via *privs) {
 func (s *state) file(addr, path string, via *privs) {
 	p := s.a.p
 	if !allowed(p.AllowMailToFiles, via.class) {
-		s.fail(addr, result{DSN: "5.7.1", Text: "mail to file is restricted"})
+		s.fail(addr, failed("5.7.1", "mail to file is restricted"))
 		return
 	}
 	if strings.HasSuffix(path, "/") {
@@ -431,7 +432,7 @@ func (s *state) file(addr, path string, via *privs) {
 // run as that owner too (default_privs for root).
 func (s *state) include(addr, name, path string, depth int, via *privs) {
 	if !filepath.IsAbs(path) {
-		s.fail(addr, result{DSN: "5.3.5", Text: fmt.Sprintf(":include:%s is not an absolute path", path)})
+		s.fail(addr, failed("5.3.5", fmt.Sprintf(":include:%s is not an absolute path", path)))
 		return
 	}
 	owner := s.a.defaultPrivs()
@@ -445,7 +446,7 @@ func (s *state) include(addr, name, path string, depth int, via *privs) {
 	}
 	res := s.a.run(s.d, owner, &job{Kind: "read", Path: path}, nil)
 	if res.DSN != "" {
-		s.fail(addr, result{DSN: res.DSN, Text: fmt.Sprintf("cannot open include file %s: %s", path, res.Text)})
+		s.fail(addr, failed(res.DSN, fmt.Sprintf("cannot open include file %s: %s", path, res.Text)))
 		return
 	}
 	s.expand(addr, name, res.Data, depth+1, &privs{user: owner, class: "include"})
@@ -502,7 +503,7 @@ func expandDelivery(s string, vars map[string]string) string {
 func (s *state) mailbox(addr string, u *User, ext, local, domain string) {
 	p := s.a.p
 	if p.MailboxTransport != "" {
-		s.fail(addr, result{DSN: "4.3.5", Text: "mailbox_transport is not supported by this version of mailsrv"})
+		s.fail(addr, failed("4.3.5", "mailbox_transport is not supported by this version of mailsrv"))
 		return
 	}
 	env := s.envelope(addr, true)
@@ -565,7 +566,7 @@ func (s *state) mailbox(addr string, u *User, ext, local, domain string) {
 func (s *state) unknown(addr, name, local, domain string) {
 	p := s.a.p
 	if p.FallbackTransport != "" {
-		s.fail(addr, result{DSN: "4.3.5", Text: "fallback_transport is not supported by this version of mailsrv"})
+		s.fail(addr, failed("4.3.5", "fallback_transport is not supported by this version of mailsrv"))
 		return
 	}
 	if p.LuserRelay != "" {
@@ -573,7 +574,7 @@ func (s *state) unknown(addr, name, local, domain string) {
 		s.forward(addr, name, []string{target})
 		return
 	}
-	s.fail(addr, result{DSN: "5.1.1", Text: fmt.Sprintf("unknown user: %q", name)})
+	s.fail(addr, failed("5.1.1", fmt.Sprintf("unknown user: %q", name)))
 }
 
 // forward resubmits the message to addresses through cleanup, as a new
@@ -603,7 +604,7 @@ func (s *state) forward(addr, name string, targets []string) {
 	}
 	msg, err := s.a.o.Forward.Open(cleanup.Envelope{Sender: sender, Recipients: rcpts, Attrs: attrs, Arrival: d.Arrival})
 	if err != nil {
-		s.fail(addr, result{DSN: "4.3.0", Text: "cannot forward: " + err.Error()})
+		s.fail(addr, failed("4.3.0", "cannot forward: "+err.Error()))
 		return
 	}
 	hdr := ""
@@ -617,7 +618,7 @@ func (s *state) forward(addr, name string, targets []string) {
 		msg.Abort()
 	}
 	if err != nil {
-		s.fail(addr, result{DSN: "4.3.0", Text: "cannot forward: " + err.Error()})
+		s.fail(addr, failed("4.3.0", "cannot forward: "+err.Error()))
 		return
 	}
 	s.sent(addr, "forwarded as "+msg.ID())
@@ -682,7 +683,7 @@ func (a *Agent) run(d *qmgr.Delivery, u *User, j *job, groups []int) result {
 	}
 	b, err := json.Marshal(j)
 	if err != nil {
-		return result{DSN: "4.3.0", Text: err.Error()}
+		return failed("4.3.0", err.Error())
 	}
 	var out bytes.Buffer
 	gids := append([]int{u.GID}, groups...)
@@ -697,14 +698,14 @@ func (a *Agent) run(d *qmgr.Delivery, u *User, j *job, groups []int) result {
 	}
 	res, err := spawn.Run(d.Ctx, cmd)
 	if err != nil {
-		return result{DSN: "4.3.0", Text: fmt.Sprintf("cannot deliver as user %s: %v", u.Name, err)}
+		return failed("4.3.0", fmt.Sprintf("cannot deliver as user %s: %v", u.Name, err))
 	}
 	var r result
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		if res.TimedOut {
-			return result{DSN: "4.3.0", Text: "local delivery time limit exceeded"}
+			return failed("4.3.0", "local delivery time limit exceeded")
 		}
-		return result{DSN: "4.3.0", Text: fmt.Sprintf("local delivery child failed (status %d): %s", res.Status, res.Output)}
+		return failed("4.3.0", fmt.Sprintf("local delivery child failed (status %d): %s", res.Status, res.Output))
 	}
 	return r
 }

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"mailsrv/outcome"
 )
 
 // Envelope is what the prepended headers and the From_ line say.
@@ -32,21 +34,9 @@ type Envelope struct {
 	Limit int64
 }
 
-// Error is a delivery failure with its enhanced status code; Temporary
-// ones are deferred, the others bounced.
-type Error struct {
-	DSN  string
-	Text string
-}
-
-func (e *Error) Error() string { return e.Text }
-
-// Temporary reports whether the failure should be retried.
-func (e *Error) Temporary() bool { return strings.HasPrefix(e.DSN, "4") }
-
 // tooLarge is the size limit's error.
-func tooLarge(what string) *Error {
-	return &Error{DSN: "5.2.2", Text: fmt.Sprintf("cannot update %s: File too large", what)}
+func tooLarge(what string) outcome.Status {
+	return outcome.Status{DSN: "5.2.2", Text: fmt.Sprintf("cannot update %s: File too large", what)}
 }
 
 // Headers returns the prepended headers: Return-Path, X-Original-To and
@@ -76,7 +66,7 @@ func hostPart(h string) string {
 func Maildir(dir string, env Envelope, content io.Reader, hostname string) (string, error) {
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
-			return "", &Error{DSN: "4.2.0", Text: fmt.Sprintf("create maildir file %s: %v", filepath.Join(dir, sub), errText(err))}
+			return "", outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("create maildir file %s: %v", filepath.Join(dir, sub), errText(err))}
 		}
 	}
 	now := time.Now()
@@ -84,9 +74,9 @@ func Maildir(dir string, env Envelope, content io.Reader, hostname string) (stri
 	tmp := filepath.Join(dir, "tmp", fmt.Sprintf("%d.M%dP%dQ%d.%s", now.Unix(), now.Nanosecond()/1000, os.Getpid(), seq.Add(1), host))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", &Error{DSN: "4.2.0", Text: fmt.Sprintf("create maildir file %s: %v", tmp, errText(err))}
+		return "", outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("create maildir file %s: %v", tmp, errText(err))}
 	}
-	fail := func(e *Error) (string, error) {
+	fail := func(e outcome.Status) (string, error) {
 		f.Close()
 		os.Remove(tmp)
 		return "", e
@@ -102,24 +92,24 @@ func Maildir(dir string, env Envelope, content io.Reader, hostname string) (stri
 		err = w.Flush()
 	}
 	if err != nil {
-		return fail(&Error{DSN: "4.2.0", Text: fmt.Sprintf("create maildir file %s: %v", tmp, errText(err))})
+		return fail(outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("create maildir file %s: %v", tmp, errText(err))})
 	}
 	if env.Limit > 0 && n > env.Limit {
 		return fail(tooLarge("maildir file " + tmp))
 	}
 	if err := f.Sync(); err != nil {
-		return fail(&Error{DSN: "4.2.0", Text: fmt.Sprintf("create maildir file %s: %v", tmp, errText(err))})
+		return fail(outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("create maildir file %s: %v", tmp, errText(err))})
 	}
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return fail(&Error{DSN: "4.2.0", Text: fmt.Sprintf("fstat %s: %v", tmp, errText(err))})
+		return fail(outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("fstat %s: %v", tmp, errText(err))})
 	}
 	f.Close()
 	name := fmt.Sprintf("%d.V%xI%xM%d.%s", now.Unix(), st.Dev, st.Ino, now.Nanosecond()/1000, host)
 	dst := filepath.Join(dir, "new", name)
 	if err := os.Link(tmp, dst); err != nil {
 		os.Remove(tmp)
-		return "", &Error{DSN: "4.2.0", Text: fmt.Sprintf("link to %s: %v", dst, errText(err))}
+		return "", outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("link to %s: %v", dst, errText(err))}
 	}
 	os.Remove(tmp)
 	// The new name must survive a crash too.
@@ -127,7 +117,7 @@ func Maildir(dir string, env Envelope, content io.Reader, hostname string) (stri
 		err = d.Sync()
 		d.Close()
 		if err != nil {
-			return "", &Error{DSN: "4.2.0", Text: fmt.Sprintf("sync %s: %v", filepath.Join(dir, "new"), errText(err))}
+			return "", outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("sync %s: %v", filepath.Join(dir, "new"), errText(err))}
 		}
 	}
 	return dst, nil
@@ -173,27 +163,27 @@ func Mbox(path string, env Envelope, content io.Reader, lk Locking, owner int) e
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return &Error{DSN: "4.2.0", Text: fmt.Sprintf("cannot open file %s: %v", path, errText(err))}
+		return outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("cannot open file %s: %v", path, errText(err))}
 	}
 	defer f.Close()
 	var st syscall.Stat_t
 	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return &Error{DSN: "4.2.0", Text: fmt.Sprintf("cannot stat file %s: %v", path, errText(err))}
+		return outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("cannot stat file %s: %v", path, errText(err))}
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG || st.Nlink > 1 {
-		return &Error{DSN: "5.2.0", Text: fmt.Sprintf("cannot update mailbox %s: file is not a regular file or has more than one link", path)}
+		return outcome.Status{DSN: "5.2.0", Text: fmt.Sprintf("cannot update mailbox %s: file is not a regular file or has more than one link", path)}
 	}
 	if owner >= 0 && int(st.Uid) != owner {
-		return &Error{DSN: "4.2.0", Text: fmt.Sprintf("mailbox %s: file has bad owner uid %d", path, st.Uid)}
+		return outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("mailbox %s: file has bad owner uid %d", path, st.Uid)}
 	}
 	if err := kernelLock(f, lk); err != nil {
 		return err
 	}
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
-		return &Error{DSN: "4.2.0", Text: fmt.Sprintf("cannot seek file %s: %v", path, errText(err))}
+		return outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("cannot seek file %s: %v", path, errText(err))}
 	}
-	fail := func(e *Error) error {
+	fail := func(e outcome.Status) error {
 		_ = f.Truncate(size)
 		return e
 	}
@@ -212,13 +202,13 @@ func Mbox(path string, env Envelope, content io.Reader, lk Locking, owner int) e
 		err = w.Flush()
 	}
 	if err != nil {
-		return fail(&Error{DSN: "4.2.0", Text: fmt.Sprintf("cannot update mailbox %s: %v", path, errText(err))})
+		return fail(outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("cannot update mailbox %s: %v", path, errText(err))})
 	}
 	if env.Limit > 0 && size+n > env.Limit {
 		return fail(tooLarge("mailbox " + path))
 	}
 	if err := f.Sync(); err != nil {
-		return fail(&Error{DSN: "4.2.0", Text: fmt.Sprintf("cannot update mailbox %s: %v", path, errText(err))})
+		return fail(outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("cannot update mailbox %s: %v", path, errText(err))})
 	}
 	return nil
 }
@@ -282,7 +272,7 @@ func kernelLock(f *os.File, lk Locking) error {
 			return nil
 		}
 		if i+1 >= lk.Attempts || !(errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EWOULDBLOCK)) {
-			return &Error{DSN: "4.2.0", Text: fmt.Sprintf("unable to lock for exclusive access: %v", errText(err))}
+			return outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("unable to lock for exclusive access: %v", errText(err))}
 		}
 		time.Sleep(lk.Delay)
 	}
@@ -300,14 +290,14 @@ func dotlock(path string, lk Locking) (func(), error) {
 			return func() { os.Remove(lock) }, nil
 		}
 		if !errors.Is(err, os.ErrExist) {
-			return nil, &Error{DSN: "4.2.0", Text: fmt.Sprintf("unable to create lock file %s: %v", lock, errText(err))}
+			return nil, outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("unable to create lock file %s: %v", lock, errText(err))}
 		}
 		if st, serr := os.Stat(lock); serr == nil && lk.Stale > 0 && time.Since(st.ModTime()) > lk.Stale {
 			os.Remove(lock)
 			continue
 		}
 		if i+1 >= lk.Attempts {
-			return nil, &Error{DSN: "4.2.0", Text: fmt.Sprintf("unable to lock for exclusive access: %s: file exists", lock)}
+			return nil, outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("unable to lock for exclusive access: %s: file exists", lock)}
 		}
 		time.Sleep(lk.Delay)
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mailsrv/outcome"
 )
 
 func TestMaildir(t *testing.T) {
@@ -27,7 +29,7 @@ func TestMaildir(t *testing.T) {
 		t.Errorf("tmp/ not empty: %v", ents)
 	}
 	env.Limit = 10
-	if _, err := Maildir(dir, env, strings.NewReader(strings.Repeat("x", 100)), "h"); err == nil || err.(*Error).DSN != "5.2.2" {
+	if _, err := Maildir(dir, env, strings.NewReader(strings.Repeat("x", 100)), "h"); err == nil || err.(outcome.Status).DSN != "5.2.2" {
 		t.Errorf("over the limit: %v", err)
 	}
 }
@@ -47,7 +49,7 @@ func TestMboxQuotingAndLimit(t *testing.T) {
 	}
 	size := len(b)
 	env.Limit = int64(size + 10)
-	if err := Mbox(path, env, strings.NewReader(strings.Repeat("y", 100)), lk, -1); err == nil || err.(*Error).DSN != "5.2.2" {
+	if err := Mbox(path, env, strings.NewReader(strings.Repeat("y", 100)), lk, -1); err == nil || err.(outcome.Status).DSN != "5.2.2" {
 		t.Errorf("over the limit: %v", err)
 	}
 	if b, _ := os.ReadFile(path); len(b) != size {
@@ -58,7 +60,7 @@ func TestMboxQuotingAndLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.Limit = 0
-	if err := Mbox(path, env, strings.NewReader("x\n"), lk, -1); err == nil || err.(*Error).DSN != "4.2.0" {
+	if err := Mbox(path, env, strings.NewReader("x\n"), lk, -1); err == nil || err.(outcome.Status).DSN != "4.2.0" {
 		t.Errorf("with a held dotlock: %v", err)
 	}
 	// A stale one is broken.

@@ -23,6 +23,7 @@ import (
 	"mailsrv/config"
 	"mailsrv/delivery/mailbox"
 	"mailsrv/delivery/spawn"
+	"mailsrv/outcome"
 	"mailsrv/queue/qmgr"
 )
 
@@ -80,7 +81,7 @@ var recipientMacros = map[string]bool{
 // Deliver runs the command once for the delivery's recipients.
 func (a *Agent) Deliver(d *qmgr.Delivery) {
 	relay := a.name
-	st := func(dsn, text string) qmgr.Status { return qmgr.Status{DSN: dsn, Text: text, Relay: relay} }
+	st := func(dsn, text string) outcome.Status { return outcome.Status{DSN: dsn, Text: text, Relay: relay} }
 	if a.attrs.Size > 0 && d.Size > a.attrs.Size {
 		d.BounceRest(st("5.2.3", "message too large"))
 		return
@@ -129,16 +130,11 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 			d.Sent(r, st("2.0.0", "delivered via "+a.name+" service"+maybe(res.Output)))
 		}
 	default:
-		e, _ := spawn.SysExit(res.Status)
-		dsn := e.DSN
-		if code, ok := spawn.DSNFromOutput(res.Output); ok {
-			dsn = code
-		}
-		text := fmt.Sprintf("Command died with status %d: %q", res.Status, argv[0]) + output(res.Output)
-		if dsn[0] == '4' {
-			d.DeferRest(st(dsn, text))
+		e := spawn.ExitStatus(res.Status, argv[0], res.Output)
+		if e.Temporary() {
+			d.DeferRest(st(e.DSN, e.Text+output(res.Output)))
 		} else {
-			d.BounceRest(st(dsn, text))
+			d.BounceRest(st(e.DSN, e.Text+output(res.Output)))
 		}
 	}
 }

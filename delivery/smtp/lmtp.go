@@ -5,6 +5,7 @@ import (
 	"net"
 
 	"mailsrv/config"
+	"mailsrv/outcome"
 	"mailsrv/queue/qmgr"
 )
 
@@ -25,9 +26,8 @@ func LMTP(d *qmgr.Delivery, conn net.Conn, host, relay string, p *config.Params)
 	if greet.code/100 != 2 {
 		// Deferred, whatever the code: the next attempt may find the
 		// server willing.
-		dsn := "4" + greet.dsn()[1:]
-		d.SiteFailure(qmgr.Status{DSN: dsn, Text: fmt.Sprintf("host %s refused to talk to me: %s", relay, greet), Relay: relay,
-			DiagType: "smtp", DiagText: greet.String(), MTA: host})
+		d.SiteFailure(outcome.Status{DSN: greet.dsn(), Text: fmt.Sprintf("host %s refused to talk to me: %s", relay, greet), Relay: relay,
+			DiagType: "smtp", DiagText: greet.String(), MTA: host}.Soft())
 		return
 	}
 	if st, ok := s.hello(); !ok {

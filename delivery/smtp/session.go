@@ -17,6 +17,7 @@ import (
 
 	"mailsrv/config"
 	"mailsrv/maps"
+	"mailsrv/outcome"
 	"mailsrv/queue"
 	"mailsrv/queue/qmgr"
 )
@@ -40,7 +41,7 @@ type session struct {
 	tlsDone     bool
 	broken      bool
 	ioErr       error // the last read or write error: a timeout is told apart
-	lastFailure qmgr.Status
+	lastFailure outcome.Status
 	uses        int
 	created     time.Time
 }
@@ -127,7 +128,7 @@ func (s *session) cmd(timeout time.Duration, format string, args ...any) error {
 
 // hello sends EHLO (HELO when EHLO is refused), or LHLO, and reads the
 // extensions.
-func (s *session) hello() (qmgr.Status, bool) {
+func (s *session) hello() (outcome.Status, bool) {
 	p := s.p
 	verb, name := "EHLO", p.SMTPHeloName
 	if s.lmtp {
@@ -146,7 +147,7 @@ func (s *session) hello() (qmgr.Status, bool) {
 			kw, args, _ := strings.Cut(line, " ")
 			s.ext[strings.ToUpper(kw)] = args
 		}
-		return qmgr.Status{}, true
+		return outcome.Status{}, true
 	}
 	if r.code == 421 || s.lmtp {
 		return s.said(r, verb+" command"), false
@@ -162,24 +163,24 @@ func (s *session) hello() (qmgr.Status, bool) {
 		return s.said(r, "HELO command"), false
 	}
 	s.ext = map[string]string{}
-	return qmgr.Status{}, true
+	return outcome.Status{}, true
 }
 
 // said is Postfix's "host X said: … (in reply to … command)".
-func (s *session) said(r reply, in string) qmgr.Status {
-	return qmgr.Status{DSN: r.dsn(), Text: fmt.Sprintf("host %s said: %s (in reply to %s)", s.hostIP, r, in),
+func (s *session) said(r reply, in string) outcome.Status {
+	return outcome.Status{DSN: r.dsn(), Text: fmt.Sprintf("host %s said: %s (in reply to %s)", s.hostIP, r, in),
 		Relay: s.relay, DiagType: "smtp", DiagText: r.String(), MTA: s.host}
 }
 
 // lost is Postfix's "lost connection with X while …", or "conversation
 // with X timed out while …" when the server went silent.
-func (s *session) lost(while string) qmgr.Status {
+func (s *session) lost(while string) outcome.Status {
 	s.broken = true
 	var ne net.Error
 	if errors.As(s.ioErr, &ne) && ne.Timeout() {
-		return qmgr.Status{DSN: "4.4.2", Text: fmt.Sprintf("conversation with %s timed out while %s", s.hostIP, while), Relay: s.relay}
+		return outcome.Status{DSN: "4.4.2", Text: fmt.Sprintf("conversation with %s timed out while %s", s.hostIP, while), Relay: s.relay}
 	}
-	return qmgr.Status{DSN: "4.4.2", Text: fmt.Sprintf("lost connection with %s while %s", s.hostIP, while), Relay: s.relay}
+	return outcome.Status{DSN: "4.4.2", Text: fmt.Sprintf("lost connection with %s while %s", s.hostIP, while), Relay: s.relay}
 }
 
 func (s *session) quit() {
@@ -197,7 +198,7 @@ func (s *session) close() { s.conn.Close() }
 func (s *session) transaction(d *qmgr.Delivery) bool {
 	t := s.t
 	s.uses++
-	status := func(st qmgr.Status) qmgr.Status {
+	status := func(st outcome.Status) outcome.Status {
 		if s.uses > 1 {
 			st.ConnUse = s.uses
 		}
@@ -205,13 +206,13 @@ func (s *session) transaction(d *qmgr.Delivery) bool {
 	}
 	if d.Attrs["smtputf8"] != "" {
 		if _, ok := s.ext["SMTPUTF8"]; !ok {
-			d.BounceRest(status(qmgr.Status{DSN: "5.6.7", Text: fmt.Sprintf("SMTPUTF8 is required, but was not offered by host %s", s.relay), Relay: s.relay}))
+			d.BounceRest(status(outcome.Status{DSN: "5.6.7", Text: fmt.Sprintf("SMTPUTF8 is required, but was not offered by host %s", s.relay), Relay: s.relay}))
 			return true
 		}
 	}
 	if sz, ok := s.ext["SIZE"]; ok {
 		if limit, err := strconv.ParseInt(strings.TrimSpace(sz), 10, 64); err == nil && limit > 0 && d.Size > limit {
-			d.BounceRest(status(qmgr.Status{DSN: "5.3.4", Text: fmt.Sprintf("message size %d exceeds size limit %d of server %s", d.Size, limit, s.relay), Relay: s.relay}))
+			d.BounceRest(status(outcome.Status{DSN: "5.3.4", Text: fmt.Sprintf("message size %d exceeds size limit %d of server %s", d.Size, limit, s.relay), Relay: s.relay}))
 			return true
 		}
 	}
@@ -302,7 +303,7 @@ func (s *session) transaction(d *qmgr.Delivery) bool {
 		case rr.code/100 == 2 && d.Verify:
 			// Address verification ends at RCPT: the server's
 			// answer is the answer.
-			d.Sent(r, status(qmgr.Status{DSN: rr.dsn(), Text: rr.String(), Relay: s.relay, MTA: s.host,
+			d.Sent(r, status(outcome.Status{DSN: rr.dsn(), Text: rr.String(), Relay: s.relay, MTA: s.host,
 				DiagType: "smtp", DiagText: rr.String()}))
 		case rr.code/100 == 2:
 			accepted = append(accepted, r)
@@ -384,7 +385,7 @@ func (s *session) transaction(d *qmgr.Delivery) bool {
 		case 2:
 			// A next hop that does DSN got our NOTIFY and reports
 			// success itself; otherwise we say "relayed".
-			d.Sent(r, status(qmgr.Status{DSN: er.dsn(), Text: er.String(), Relay: s.relay, MTA: s.host,
+			d.Sent(r, status(outcome.Status{DSN: er.dsn(), Text: er.String(), Relay: s.relay, MTA: s.host,
 				DiagType: "smtp", DiagText: er.String(), Action: "relayed", NextHopNotifies: dsnOK}))
 		case 4:
 			d.Defer(r, status(s.said(er, "end of DATA command")))
@@ -397,7 +398,7 @@ func (s *session) transaction(d *qmgr.Delivery) bool {
 
 // lmtpReplies reads an LMTP server's reply for each accepted recipient
 // after the message: each gets its own status.
-func (s *session) lmtpReplies(d *qmgr.Delivery, accepted []*qmgr.Recipient, status func(qmgr.Status) qmgr.Status, dsnOK bool) bool {
+func (s *session) lmtpReplies(d *qmgr.Delivery, accepted []*qmgr.Recipient, status func(outcome.Status) outcome.Status, dsnOK bool) bool {
 	for i, r := range accepted {
 		er, err := s.reply(s.t.dataDone)
 		if err != nil {
@@ -407,7 +408,7 @@ func (s *session) lmtpReplies(d *qmgr.Delivery, accepted []*qmgr.Recipient, stat
 		}
 		switch er.code / 100 {
 		case 2:
-			d.Sent(r, status(qmgr.Status{DSN: er.dsn(), Text: er.String(), Relay: s.relay, MTA: s.host,
+			d.Sent(r, status(outcome.Status{DSN: er.dsn(), Text: er.String(), Relay: s.relay, MTA: s.host,
 				DiagType: "smtp", DiagText: er.String(), NextHopNotifies: dsnOK}))
 		case 4:
 			d.Defer(r, status(s.said(er, "end of DATA command")))
@@ -528,13 +529,13 @@ func NotifyParam(bits int) string {
 // (smtp_sasl_password_maps: the nexthop as written, then the server's
 // name). Plain-text mechanisms need TLS unless the security options in
 // force say otherwise.
-func (a *Agent) auth(d *qmgr.Delivery, s *session, srv server) *qmgr.Status {
+func (a *Agent) auth(d *qmgr.Delivery, s *session, srv server) *outcome.Status {
 	p := a.p
 	var cred string
 	for _, key := range []string{d.Nexthop, strings.Trim(strings.Split(d.Nexthop, "]")[0], "["), srv.host} {
 		v, ok, err := maps.LookupAll(a.passwd, strings.ToLower(key))
 		if err != nil {
-			return &qmgr.Status{DSN: "4.3.0", Text: "smtp_sasl_password_maps: table lookup problem", Relay: s.relay}
+			return &outcome.Status{DSN: "4.3.0", Text: "smtp_sasl_password_maps: table lookup problem", Relay: s.relay}
 		}
 		if ok {
 			cred = v
@@ -572,7 +573,7 @@ func (a *Agent) auth(d *qmgr.Delivery, s *session, srv server) *qmgr.Status {
 		if !plainOK && !s.tlsDone {
 			why = "no mechanism available (plain-text passwords are only sent over TLS: smtp_sasl_security_options)"
 		}
-		return &qmgr.Status{DSN: "4.7.0", Text: fmt.Sprintf("SASL authentication failed; cannot authenticate to server %s: %s", s.relay, why), Relay: s.relay}
+		return &outcome.Status{DSN: "4.7.0", Text: fmt.Sprintf("SASL authentication failed; cannot authenticate to server %s: %s", s.relay, why), Relay: s.relay}
 	}
 	var c sasl.Client
 	if mech == sasl.Plain {
@@ -582,7 +583,7 @@ func (a *Agent) auth(d *qmgr.Delivery, s *session, srv server) *qmgr.Status {
 	}
 	_, ir, err := c.Start()
 	if err != nil {
-		return &qmgr.Status{DSN: "4.7.0", Text: "SASL authentication failed: " + err.Error(), Relay: s.relay}
+		return &outcome.Status{DSN: "4.7.0", Text: "SASL authentication failed: " + err.Error(), Relay: s.relay}
 	}
 	line := "AUTH " + mech
 	if ir != nil {
@@ -610,24 +611,21 @@ func (a *Agent) auth(d *qmgr.Delivery, s *session, srv server) *qmgr.Status {
 			resp, err := c.Next(ch)
 			if err != nil {
 				s.cmd(p.SMTPHeloTimeout, "*")
-				return &qmgr.Status{DSN: "4.7.0", Text: "SASL authentication failed: " + err.Error(), Relay: s.relay}
+				return &outcome.Status{DSN: "4.7.0", Text: "SASL authentication failed: " + err.Error(), Relay: s.relay}
 			}
 			if s.cmd(p.SMTPHeloTimeout, "%s", base64.StdEncoding.EncodeToString(resp)) != nil {
 				st := s.lost("sending the AUTH response")
 				return &st
 			}
 		default:
-			dsn := r.dsn()
-			if dsn[0] == '5' {
-				// smtp_sasl_auth_soft_bounce: a wrong password is
-				// fixed by the operator, not by returning the mail.
-				dsn = "4" + dsn[1:]
-			}
-			return &qmgr.Status{DSN: dsn, Text: fmt.Sprintf("SASL authentication failed; server %s said: %s", s.relay, r), Relay: s.relay,
-				DiagType: "smtp", DiagText: r.String(), MTA: srv.host}
+			// smtp_sasl_auth_soft_bounce: a wrong password is fixed
+			// by the operator, not by returning the mail.
+			st := outcome.Status{DSN: r.dsn(), Text: fmt.Sprintf("SASL authentication failed; server %s said: %s", s.relay, r), Relay: s.relay,
+				DiagType: "smtp", DiagText: r.String(), MTA: srv.host}.Soft()
+			return &st
 		}
 	}
-	return &qmgr.Status{DSN: "4.7.0", Text: "SASL authentication failed: too many challenges", Relay: s.relay}
+	return &outcome.Status{DSN: "4.7.0", Text: "SASL authentication failed: too many challenges", Relay: s.relay}
 }
 
 func contains(list []string, s string) bool {

@@ -41,6 +41,7 @@ import (
 	"mailsrv/internal/tlsutil"
 	"mailsrv/maillog"
 	"mailsrv/maps"
+	"mailsrv/outcome"
 	"mailsrv/queue/qmgr"
 )
 
@@ -68,7 +69,7 @@ type Agent struct {
 // answers again is forgotten at once.
 type deadHost struct {
 	until  time.Time
-	reason qmgr.Status
+	reason outcome.Status
 }
 
 const deadTime = 60 * time.Second
@@ -151,16 +152,10 @@ type server struct {
 
 func (s server) String() string { return fmt.Sprintf("%s[%s]:%d", s.host, s.addr, s.port) }
 
-// failure is a reason to defer or bounce everything.
-type failure struct {
-	dsn  string
-	text string
-}
-
 // servers finds where a nexthop's mail goes.
-func (a *Agent) servers(ctx context.Context, nexthop string) ([]server, *failure) {
+func (a *Agent) servers(ctx context.Context, nexthop string) ([]server, *outcome.Status) {
 	var out []server
-	var firstFail *failure
+	var firstFail *outcome.Status
 	for _, hop := range strings.FieldsFunc(nexthop, func(r rune) bool { return r == ',' || r == ' ' }) {
 		s, f := a.serversOf(ctx, hop)
 		out = append(out, s...)
@@ -170,7 +165,7 @@ func (a *Agent) servers(ctx context.Context, nexthop string) ([]server, *failure
 	}
 	if len(out) == 0 {
 		if firstFail == nil {
-			firstFail = &failure{"4.4.4", "unable to look up host " + nexthop}
+			firstFail = &outcome.Status{DSN: "4.4.4", Text: "unable to look up host " + nexthop}
 		}
 		return nil, firstFail
 	}
@@ -180,35 +175,35 @@ func (a *Agent) servers(ctx context.Context, nexthop string) ([]server, *failure
 	return out, nil
 }
 
-func (a *Agent) serversOf(ctx context.Context, hop string) ([]server, *failure) {
+func (a *Agent) serversOf(ctx context.Context, hop string) ([]server, *outcome.Status) {
 	host, prt := hop, a.port
 	literal := false
 	if strings.HasPrefix(hop, "[") {
 		end := strings.Index(hop, "]")
 		if end < 0 {
-			return nil, &failure{"5.4.4", "bad nexthop " + hop}
+			return nil, &outcome.Status{DSN: "5.4.4", Text: "bad nexthop " + hop}
 		}
 		host, literal = hop[1:end], true
 		if rest := hop[end+1:]; strings.HasPrefix(rest, ":") {
 			p, err := port(rest[1:])
 			if err != nil {
-				return nil, &failure{"5.4.4", fmt.Sprintf("bad nexthop %s: %v", hop, err)}
+				return nil, &outcome.Status{DSN: "5.4.4", Text: fmt.Sprintf("bad nexthop %s: %v", hop, err)}
 			}
 			prt = p
 		}
 	} else if h, p, err := net.SplitHostPort(hop); err == nil {
 		pn, err := port(p)
 		if err != nil {
-			return nil, &failure{"5.4.4", fmt.Sprintf("bad nexthop %s: %v", hop, err)}
+			return nil, &outcome.Status{DSN: "5.4.4", Text: fmt.Sprintf("bad nexthop %s: %v", hop, err)}
 		}
 		host, prt = h, pn
 	}
-	dnsFail := func(err error) *failure {
+	dnsFail := func(err error) *outcome.Status {
 		var de *DNSError
 		if errors.As(err, &de) && de.NotFound {
-			return &failure{"5.4.4", de.Error()}
+			return &outcome.Status{DSN: "5.4.4", Text: de.Error()}
 		}
-		return &failure{"4.4.3", err.Error()}
+		return &outcome.Status{DSN: "4.4.3", Text: err.Error()}
 	}
 	var out []server
 	if literal {
@@ -227,7 +222,7 @@ func (a *Agent) serversOf(ctx context.Context, hop string) ([]server, *failure) 
 	}
 	if len(mxs) == 1 && mxs[0].Host == "." {
 		// RFC 7505's specific code 5.1.10 (Postfix says 5.1.0).
-		return nil, &failure{"5.1.10", fmt.Sprintf("Domain %s does not accept mail (nullMX)", host)}
+		return nil, &outcome.Status{DSN: "5.1.10", Text: fmt.Sprintf("Domain %s does not accept mail (nullMX)", host)}
 	}
 	if len(mxs) == 0 {
 		// No MX: the domain itself (implicit MX).
@@ -237,19 +232,19 @@ func (a *Agent) serversOf(ctx context.Context, hop string) ([]server, *failure) 
 		}
 		for _, ad := range addrs {
 			if a.isOwn != nil && a.isOwn(ad) {
-				return nil, &failure{"5.4.6", fmt.Sprintf("mail for %s loops back to myself", host)}
+				return nil, &outcome.Status{DSN: "5.4.6", Text: fmt.Sprintf("mail for %s loops back to myself", host)}
 			}
 			out = append(out, server{host: host, addr: ad, port: prt})
 		}
 		return out, nil
 	}
-	var fail *failure
+	var fail *outcome.Status
 	for _, mx := range mxs {
 		addrs, err := a.dns.Addrs(ctx, mx.Host, a.p.InetProtocols)
 		if err != nil {
 			// An MX without addresses is skipped (and remembered).
 			if fail == nil {
-				fail = &failure{"4.4.3", err.Error()}
+				fail = &outcome.Status{DSN: "4.4.3", Text: err.Error()}
 			}
 			continue
 		}
@@ -263,9 +258,9 @@ func (a *Agent) serversOf(ctx context.Context, hop string) ([]server, *failure) 
 			// We are this MX: only better ones may be used.
 			if len(out) == 0 {
 				if fail != nil {
-					return nil, &failure{"4.4.4", fmt.Sprintf("unable to find primary relay for %s", host)}
+					return nil, &outcome.Status{DSN: "4.4.4", Text: fmt.Sprintf("unable to find primary relay for %s", host)}
 				}
-				return nil, &failure{"5.4.6", fmt.Sprintf("mail for %s loops back to myself", host)}
+				return nil, &outcome.Status{DSN: "5.4.6", Text: fmt.Sprintf("mail for %s loops back to myself", host)}
 			}
 			break
 		}
@@ -299,8 +294,9 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 	}
 	servers, f := a.servers(ctx, d.Nexthop)
 	if f != nil {
-		st := qmgr.Status{DSN: f.dsn, Text: f.text, Relay: "none"}
-		if f.dsn[0] == '5' {
+		st := *f
+		st.Relay = "none"
+		if st.Permanent() {
 			d.BounceRest(st)
 		} else {
 			d.SiteFailure(st)
@@ -308,7 +304,7 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 		return
 	}
 	sessions := 0
-	var last qmgr.Status
+	var last outcome.Status
 	for i, srv := range servers {
 		if sessions >= max(p.SMTPMxSessionLimit, 1) {
 			break
@@ -319,14 +315,14 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 			last = st
 			continue
 		}
-		s, st, hard := a.connect(ctx, d, srv)
+		s, st, fail := a.connect(ctx, d, srv)
 		if s == nil {
 			last = st
-			if hard && final {
+			if fail == hardFailure && final {
 				d.BounceRest(st)
 				return
 			}
-			if strings.HasPrefix(st.Text, "connect to ") || strings.Contains(st.Text, "initial server greeting") {
+			if fail == unreachable {
 				a.markDead(ap, st)
 			}
 			continue
@@ -346,7 +342,7 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 		}
 	}
 	if last.Text == "" {
-		last = qmgr.Status{DSN: "4.4.1", Text: "no server could be reached"}
+		last = outcome.Status{DSN: "4.4.1", Text: "no server could be reached"}
 	}
 	if last.Relay == "" {
 		last.Relay = "none"
@@ -354,16 +350,16 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 	d.SiteFailure(last)
 }
 
-func (a *Agent) isDead(ap netip.AddrPort) (qmgr.Status, bool) {
+func (a *Agent) isDead(ap netip.AddrPort) (outcome.Status, bool) {
 	a.deadMu.Lock()
 	defer a.deadMu.Unlock()
 	h, ok := a.dead[ap]
 	if !ok {
-		return qmgr.Status{}, false
+		return outcome.Status{}, false
 	}
 	if time.Now().After(h.until) {
 		delete(a.dead, ap)
-		return qmgr.Status{}, false
+		return outcome.Status{}, false
 	}
 	return h.reason, true
 }
@@ -377,7 +373,7 @@ func (a *Agent) forgetDead(ap netip.AddrPort) {
 	}
 }
 
-func (a *Agent) markDead(ap netip.AddrPort, st qmgr.Status) {
+func (a *Agent) markDead(ap netip.AddrPort, st outcome.Status) {
 	a.deadMu.Lock()
 	defer a.deadMu.Unlock()
 	a.dead[ap] = deadHost{until: time.Now().Add(deadTime), reason: st}
@@ -504,16 +500,27 @@ func (a *Agent) policyFor(nexthop string) (tlsPolicy, error) {
 	return pol, nil
 }
 
+// connFailure says how connecting to a server failed, for what the caller
+// does next.
+type connFailure int
+
+const (
+	noFailure   connFailure = iota
+	softFailure             // try the next server, or defer
+	hardFailure             // permanent for every recipient (a 5xx to EHLO and HELO)
+	unreachable             // no answer at all: skip the server for a while
+)
+
 // connect opens a session with one server: connection, greeting,
-// EHLO/HELO, STARTTLS and AUTH. On failure it returns the reason, and
-// hard when the failure is permanent for all recipients.
-func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*session, qmgr.Status, bool) {
+// EHLO/HELO, STARTTLS and AUTH. On failure it returns the reason and its
+// kind.
+func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*session, outcome.Status, connFailure) {
 	p := a.p
 	relay := srv.String()
 	hostIP := fmt.Sprintf("%s[%s]", srv.host, srv.addr)
 	// Until a session is up, nothing was relayed: relay=none.
-	fail := func(dsn, text string) (*session, qmgr.Status, bool) {
-		return nil, qmgr.Status{DSN: dsn, Text: text, Relay: "none"}, false
+	fail := func(dsn, text string) (*session, outcome.Status, connFailure) {
+		return nil, outcome.Status{DSN: dsn, Text: text, Relay: "none"}, softFailure
 	}
 	pol, err := a.policyFor(d.Nexthop)
 	if err != nil {
@@ -528,26 +535,30 @@ func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*ses
 		}
 		nc, err := dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(srv.addr, uint16(srv.port)).String())
 		if err != nil {
-			return fail("4.4.1", fmt.Sprintf("connect to %s: %s", relay, SysText(err)))
+			s, st, _ := fail("4.4.1", fmt.Sprintf("connect to %s: %s", relay, SysText(err)))
+			return s, st, unreachable
 		}
 		s := newSession(nc, srv.host, hostIP, relay, p, false)
 		r, err := s.reply(p.SMTPHeloTimeout)
 		if err != nil {
 			s.close()
-			return nil, s.lost("receiving the initial server greeting"), false
+			return nil, s.lost("receiving the initial server greeting"), unreachable
 		}
 		if r.code/100 != 2 {
 			s.close()
-			dsn := r.dsn()
-			if dsn[0] == '5' && p.SMTPSkip5xxGreeting {
-				dsn = "4" + dsn[1:]
+			st := outcome.Status{DSN: r.dsn(), Text: fmt.Sprintf("host %s refused to talk to me: %s", hostIP, r), Relay: relay,
+				DiagType: "smtp", DiagText: r.String(), MTA: srv.host}
+			if p.SMTPSkip5xxGreeting {
+				st = st.Soft()
 			}
-			return nil, qmgr.Status{DSN: dsn, Text: fmt.Sprintf("host %s refused to talk to me: %s", hostIP, r), Relay: relay,
-				DiagType: "smtp", DiagText: r.String(), MTA: srv.host}, false
+			return nil, st, softFailure
 		}
 		if st, ok := s.hello(); !ok {
 			s.close()
-			return nil, st, st.DSN[0] == '5'
+			if st.Permanent() {
+				return nil, st, hardFailure
+			}
+			return nil, st, softFailure
 		}
 		wantTLS := pol.level != "none" && !plainOnly
 		mandatory := pol.mandatoryTLS()
@@ -566,7 +577,7 @@ func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*ses
 						plainOnly = true
 						continue
 					}
-					return nil, *st, false
+					return nil, *st, softFailure
 				}
 			}
 		} else if mandatory {
@@ -576,29 +587,29 @@ func (a *Agent) connect(ctx context.Context, d *qmgr.Delivery, srv server) (*ses
 		if p.SMTPSASLAuthEnable {
 			if st := a.auth(d, s, srv); st != nil {
 				s.quit()
-				return nil, *st, false
+				return nil, *st, softFailure
 			}
 		}
-		return s, qmgr.Status{}, false
+		return s, outcome.Status{}, noFailure
 	}
 	return fail("4.4.2", "TLS handshake failed with "+relay)
 }
 
 // starttls upgrades the session. It returns a failure, and whether the
 // caller should try again without TLS (level may).
-func (a *Agent) starttls(d *qmgr.Delivery, s *session, srv server, pol tlsPolicy, mandatory bool) (*qmgr.Status, bool) {
+func (a *Agent) starttls(d *qmgr.Delivery, s *session, srv server, pol tlsPolicy, mandatory bool) (*outcome.Status, bool) {
 	p := a.p
 	relay := srv.String()
 	if err := s.cmd(p.SMTPHeloTimeout, "STARTTLS"); err != nil {
-		return &qmgr.Status{DSN: "4.4.2", Text: fmt.Sprintf("lost connection with %s while sending STARTTLS", relay), Relay: relay}, false
+		return &outcome.Status{DSN: "4.4.2", Text: fmt.Sprintf("lost connection with %s while sending STARTTLS", relay), Relay: relay}, false
 	}
 	r, err := s.reply(p.SMTPHeloTimeout)
 	if err != nil {
-		return &qmgr.Status{DSN: "4.4.2", Text: fmt.Sprintf("lost connection with %s while receiving the STARTTLS reply", relay), Relay: relay}, false
+		return &outcome.Status{DSN: "4.4.2", Text: fmt.Sprintf("lost connection with %s while receiving the STARTTLS reply", relay), Relay: relay}, false
 	}
 	if r.code != 220 {
 		if mandatory {
-			return &qmgr.Status{DSN: "4.7.5", Text: fmt.Sprintf("host %s said: %s (in reply to STARTTLS command)", relay, r), Relay: relay}, false
+			return &outcome.Status{DSN: "4.7.5", Text: fmt.Sprintf("host %s said: %s (in reply to STARTTLS command)", relay, r), Relay: relay}, false
 		}
 		return nil, false // may: carry on in plain text on this session
 	}
@@ -631,9 +642,9 @@ func (a *Agent) starttls(d *qmgr.Delivery, s *session, srv server, pol tlsPolicy
 		text := fmt.Sprintf("TLS handshake failed with %s: %v", relay, err)
 		if !mandatory {
 			d.Log().Infof("%s: %s; trying again without TLS", d.ID, text)
-			return &qmgr.Status{DSN: "4.7.5", Text: text, Relay: relay}, true
+			return &outcome.Status{DSN: "4.7.5", Text: text, Relay: relay}, true
 		}
-		return &qmgr.Status{DSN: "4.7.5", Text: text, Relay: relay}, false
+		return &outcome.Status{DSN: "4.7.5", Text: text, Relay: relay}, false
 	}
 	cs := tc.ConnectionState()
 	trusted, verified := a.verify(cs, names)
@@ -661,7 +672,7 @@ func (a *Agent) starttls(d *qmgr.Delivery, s *session, srv server, pol tlsPolicy
 				why = "name mismatch"
 			}
 			_ = tc.Close()
-			return &qmgr.Status{DSN: "4.7.5", Text: fmt.Sprintf("Server certificate not verified: %s[%s] (%s)", srv.host, srv.addr, why), Relay: relay}, false
+			return &outcome.Status{DSN: "4.7.5", Text: fmt.Sprintf("Server certificate not verified: %s[%s] (%s)", srv.host, srv.addr, why), Relay: relay}, false
 		}
 	}
 	s.upgrade(tc)

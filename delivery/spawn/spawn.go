@@ -26,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"mailsrv/outcome"
 )
 
 // Cmd is a program to run.
@@ -154,45 +156,45 @@ func (l *limitBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Exit is a sysexits(3) status as Postfix maps it (sys_exits.c): the
-// enhanced status code and text, and whether it is worth retrying.
-type Exit struct {
-	DSN  string
-	Text string
+// sysexits maps sysexits(3) statuses to enhanced status codes and texts
+// as Postfix does (sys_exits.c).
+var sysexits = map[int]outcome.Status{
+	64: {DSN: "5.3.0", Text: "command line usage error"},
+	65: {DSN: "5.6.0", Text: "data format error"},
+	66: {DSN: "5.3.0", Text: "cannot open input"},
+	67: {DSN: "5.1.1", Text: "user unknown"},
+	68: {DSN: "5.1.2", Text: "host name unknown"},
+	69: {DSN: "5.3.0", Text: "service unavailable"},
+	70: {DSN: "5.3.0", Text: "internal software error"},
+	71: {DSN: "4.3.0", Text: "system resource problem"},
+	72: {DSN: "5.3.0", Text: "critical OS file missing"},
+	73: {DSN: "5.2.0", Text: "can't create user output file"},
+	74: {DSN: "5.3.0", Text: "input/output error"},
+	75: {DSN: "4.3.0", Text: "temporary failure"},
+	76: {DSN: "5.5.0", Text: "remote error in protocol"},
+	77: {DSN: "5.7.0", Text: "permission denied"},
+	78: {DSN: "5.3.5", Text: "local configuration error"},
 }
 
-var sysexits = map[int]Exit{
-	64: {"5.3.0", "command line usage error"},
-	65: {"5.6.0", "data format error"},
-	66: {"5.3.0", "cannot open input"},
-	67: {"5.1.1", "user unknown"},
-	68: {"5.1.2", "host name unknown"},
-	69: {"5.3.0", "service unavailable"},
-	70: {"5.3.0", "internal software error"},
-	71: {"4.3.0", "system resource problem"},
-	72: {"5.3.0", "critical OS file missing"},
-	73: {"5.2.0", "can't create user output file"},
-	74: {"5.3.0", "input/output error"},
-	75: {"4.3.0", "temporary failure"},
-	76: {"5.5.0", "remote error in protocol"},
-	77: {"5.7.0", "permission denied"},
-	78: {"5.3.5", "local configuration error"},
-}
-
-// SysExit maps an exit status; unknown non-zero codes are hard failures
-// (5.3.0), as in Postfix.
-func SysExit(status int) (Exit, bool) {
-	e, ok := sysexits[status]
-	if !ok {
-		return Exit{"5.3.0", "unknown mail system error"}, false
+// ExitStatus is the status of a command that exited with a non-zero
+// status: the enhanced code the command printed at the start of its
+// output ("4.2.2 mailbox full"), else its sysexits(3) code's, else 5.3.0
+// as in Postfix; the text is what the log and the notice say.
+func ExitStatus(status int, command, output string) outcome.Status {
+	dsn := "5.3.0"
+	if e, ok := sysexits[status]; ok {
+		dsn = e.DSN
 	}
-	return e, true
+	if code, ok := dsnFromOutput(output); ok {
+		dsn = code
+	}
+	return outcome.Status{DSN: dsn, Text: fmt.Sprintf("Command died with status %d: %q", status, command)}
 }
 
-// DSNFromOutput returns an enhanced status code the program printed at
+// dsnFromOutput returns an enhanced status code the program printed at
 // the start of its output ("4.2.2 mailbox full"), which overrides the one
 // derived from its exit status.
-func DSNFromOutput(out string) (string, bool) {
+func dsnFromOutput(out string) (string, bool) {
 	code, _, _ := strings.Cut(strings.TrimSpace(out), " ")
 	parts := strings.Split(code, ".")
 	if len(parts) != 3 || (parts[0] != "4" && parts[0] != "5") {

@@ -14,6 +14,7 @@
 package virtual
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 	"mailsrv/delivery/local"
 	"mailsrv/delivery/mailbox"
 	"mailsrv/maps"
+	"mailsrv/outcome"
 	"mailsrv/queue/qmgr"
 )
 
@@ -64,17 +66,17 @@ func (a *Agent) Deliver(d *qmgr.Delivery) {
 	}
 }
 
-var configError = qmgr.Status{DSN: "4.3.5", Text: "mail system configuration error", Relay: "virtual"}
+var configError = outcome.Status{DSN: "4.3.5", Text: "mail system configuration error", Relay: "virtual"}
 
 func (a *Agent) one(d *qmgr.Delivery, r *qmgr.Recipient) {
 	rcpt := strings.ToLower(r.Addr)
 	m, ok, err := maps.LookupAddress(a.mailboxes, rcpt, a.p.RecipientDelimiter, nil)
 	if err != nil {
-		d.Defer(r, qmgr.Status{DSN: "4.3.0", Text: fmt.Sprintf("virtual_mailbox_maps: table lookup problem: %v", err), Relay: "virtual"})
+		d.Defer(r, outcome.Status{DSN: "4.3.0", Text: fmt.Sprintf("virtual_mailbox_maps: table lookup problem: %v", err), Relay: "virtual"})
 		return
 	}
 	if !ok {
-		d.Bounce(r, qmgr.Status{DSN: "5.1.1", Text: fmt.Sprintf("unknown user: %q", rcpt), Relay: "virtual"})
+		d.Bounce(r, outcome.Status{DSN: "5.1.1", Text: fmt.Sprintf("unknown user: %q", rcpt), Relay: "virtual"})
 		return
 	}
 	if strings.Contains(m.Value, "$") || strings.Contains(m.Value, "..") {
@@ -103,7 +105,7 @@ func (a *Agent) one(d *qmgr.Delivery, r *qmgr.Recipient) {
 	}
 	// Delivered-To loop check (local(8) and virtual(8) do it alike).
 	if seen, err := mailbox.HasDeliveredTo(d.Content(), rcpt); err == nil && seen {
-		d.Bounce(r, qmgr.Status{DSN: "5.4.6", Text: "mail forwarding loop for " + rcpt, Relay: "virtual"})
+		d.Bounce(r, outcome.Status{DSN: "5.4.6", Text: "mail forwarding loop for " + rcpt, Relay: "virtual"})
 		return
 	}
 	what := "mailbox"
@@ -111,7 +113,7 @@ func (a *Agent) one(d *qmgr.Delivery, r *qmgr.Recipient) {
 		what = "maildir"
 	}
 	if d.Verify {
-		d.Sent(r, qmgr.Status{DSN: "2.0.0", Text: "delivers to " + what, Relay: "virtual"})
+		d.Sent(r, outcome.Status{DSN: "2.0.0", Text: "delivers to " + what, Relay: "virtual"})
 		return
 	}
 	write := func() error {
@@ -120,7 +122,7 @@ func (a *Agent) one(d *qmgr.Delivery, r *qmgr.Recipient) {
 			return err
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return &mailbox.Error{DSN: "4.2.0", Text: fmt.Sprintf("create directory %s: %v", filepath.Dir(path), err)}
+			return outcome.Status{DSN: "4.2.0", Text: fmt.Sprintf("create directory %s: %v", filepath.Dir(path), err)}
 		}
 		return mailbox.Mbox(path, env, d.Content(), a.locking, uid)
 	}
@@ -136,8 +138,9 @@ func (a *Agent) one(d *qmgr.Delivery, r *qmgr.Recipient) {
 		err = asOwner(uid, gid, write)
 	}
 	if err != nil {
-		st := qmgr.Status{DSN: "4.2.0", Text: err.Error(), Relay: "virtual"}
-		if me, ok := err.(*mailbox.Error); ok {
+		st := outcome.Status{DSN: "4.2.0", Text: err.Error(), Relay: "virtual"}
+		var me outcome.Status
+		if errors.As(err, &me) {
 			st.DSN = me.DSN
 			if me.Temporary() {
 				d.Defer(r, st)
@@ -149,7 +152,7 @@ func (a *Agent) one(d *qmgr.Delivery, r *qmgr.Recipient) {
 		d.Defer(r, st)
 		return
 	}
-	d.Sent(r, qmgr.Status{DSN: "2.0.0", Text: "delivered to " + what, Relay: "virtual"})
+	d.Sent(r, outcome.Status{DSN: "2.0.0", Text: "delivered to " + what, Relay: "virtual"})
 }
 
 // id looks up a numeric uid or gid (static:5000, or a table of numbers).

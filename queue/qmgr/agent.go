@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"mailsrv/maillog"
+	"mailsrv/outcome"
 )
 
 // Agent is a delivery agent: it delivers what a Delivery asks and reports
@@ -73,13 +74,13 @@ func run(d *Delivery, log *maillog.Logger, a Agent) {
 		if r := recover(); r != nil {
 			log.Warnf("%s: delivery agent panic: %v", d.ID, r)
 			log.Debugf("%s: panic stack:\n%s", d.ID, debug.Stack())
-			d.DeferRest(Status{DSN: "4.3.0", Text: "unknown mail transport error"})
+			d.DeferRest(outcome.Status{DSN: "4.3.0", Text: "unknown mail transport error"})
 		}
 		// An agent that forgot a recipient must not lose it.
 		for _, r := range d.Recipients {
 			if d.Pending(r) {
 				log.Warnf("%s: transport %s did not report <%s>", d.ID, d.Transport, r.Addr)
-				d.Defer(r, Status{DSN: "4.3.0", Text: "unknown mail transport error"})
+				d.Defer(r, outcome.Status{DSN: "4.3.0", Text: "unknown mail transport error"})
 			}
 		}
 		d.done <- d

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mailsrv/maillog"
+	"mailsrv/outcome"
 	"mailsrv/queue"
 )
 
@@ -57,7 +58,7 @@ type Delivery struct {
 	setup      time.Time
 
 	mu      sync.Mutex
-	siteErr *Status // destination-wide failure: negative feedback
+	siteErr *outcome.Status // destination-wide failure: negative feedback
 	msg     *message
 	dest    *dest
 	done    chan<- *Delivery
@@ -70,39 +71,20 @@ type Recipient struct {
 	ORCPT  string // DSN ORCPT
 	Notify int    // DSN NOTIFY bits
 	rec    *queue.Recipient
-	state  int
+	state  outcome.State
 	traced bool // a success entry went to the trace log
 	// failedMember: a member of its expansion bounced (the recipient
 	// itself is done, but the bounce log has news for the sender).
 	failedMember bool
 }
 
-// Recipient states.
+// Recipient states, short.
 const (
-	pending = iota
-	sent
-	deferred
-	bounced
+	pending  = outcome.Pending
+	sent     = outcome.Sent
+	deferred = outcome.Deferred
+	bounced  = outcome.Bounced
 )
-
-// Status is a delivery result as an agent reports it.
-type Status struct {
-	DSN     string // enhanced status code: 2.0.0, 4.2.0, 5.1.1 …
-	Text    string // "delivered to maildir", or the remote server's reply
-	Relay   string // relay= field: "virtual", "host[ip]:port", "none" …
-	ConnUse int    // conn_use= when a cached connection was reused (> 1)
-	// DiagType/DiagText and MTA go into the DSN report (Diagnostic-Code,
-	// Remote-MTA) when the reason came from a remote server.
-	DiagType, DiagText string
-	MTA                string
-	// Action is the DSN action of a success: delivered (the default),
-	// relayed (handed to a next hop that does not do DSN) or expanded
-	// (an alias or .forward).
-	Action string
-	// NextHopNotifies is set when the next hop took the DSN request
-	// (NOTIFY passed on): success notices are then its business.
-	NextHopNotifies bool
-}
 
 // Content returns a fresh reader of the message content (LF line ends,
 // no dot stuffing). Several readers may be used at once.
@@ -120,23 +102,20 @@ func (d *Delivery) SetupDone() {
 }
 
 // Sent reports a recipient delivered.
-func (d *Delivery) Sent(r *Recipient, st Status) {
+func (d *Delivery) Sent(r *Recipient, st outcome.Status) {
 	d.report(r, sent, st)
 }
 
 // Defer reports a recipient that should be tried again later.
-func (d *Delivery) Defer(r *Recipient, st Status) {
+func (d *Delivery) Defer(r *Recipient, st outcome.Status) {
 	d.report(r, deferred, st)
 }
 
 // Bounce reports a recipient that cannot be delivered (soft_bounce turns
 // this into Defer).
-func (d *Delivery) Bounce(r *Recipient, st Status) {
+func (d *Delivery) Bounce(r *Recipient, st outcome.Status) {
 	if d.soft {
-		if strings.HasPrefix(st.DSN, "5") {
-			st.DSN = "4" + st.DSN[1:]
-		}
-		d.report(r, deferred, st)
+		d.report(r, deferred, st.Soft())
 		return
 	}
 	d.report(r, bounced, st)
@@ -146,7 +125,7 @@ func (d *Delivery) Bounce(r *Recipient, st Status) {
 // concerns the destination as a whole (connection refused, a bad
 // greeting): qmgr lowers the destination's concurrency and, after
 // failed_cohort_limit such failures, suspends it.
-func (d *Delivery) SiteFailure(st Status) {
+func (d *Delivery) SiteFailure(st outcome.Status) {
 	d.mu.Lock()
 	cp := st
 	d.siteErr = &cp
@@ -155,7 +134,7 @@ func (d *Delivery) SiteFailure(st Status) {
 }
 
 // DeferRest defers every recipient not yet reported.
-func (d *Delivery) DeferRest(st Status) {
+func (d *Delivery) DeferRest(st outcome.Status) {
 	for _, r := range d.Recipients {
 		if d.state(r) == pending {
 			d.Defer(r, st)
@@ -164,7 +143,7 @@ func (d *Delivery) DeferRest(st Status) {
 }
 
 // BounceRest bounces every recipient not yet reported.
-func (d *Delivery) BounceRest(st Status) {
+func (d *Delivery) BounceRest(st outcome.Status) {
 	for _, r := range d.Recipients {
 		if d.state(r) == pending {
 			d.Bounce(r, st)
@@ -172,7 +151,7 @@ func (d *Delivery) BounceRest(st Status) {
 	}
 }
 
-func (d *Delivery) state(r *Recipient) int {
+func (d *Delivery) state(r *Recipient) outcome.State {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return r.state
@@ -181,7 +160,7 @@ func (d *Delivery) state(r *Recipient) int {
 // Pending reports whether a recipient has not been reported yet.
 func (d *Delivery) Pending(r *Recipient) bool { return d.state(r) == pending }
 
-func (d *Delivery) report(r *Recipient, state int, st Status) {
+func (d *Delivery) report(r *Recipient, state outcome.State, st outcome.Status) {
 	d.mu.Lock()
 	if r.state != pending {
 		d.mu.Unlock()
@@ -195,15 +174,14 @@ func (d *Delivery) report(r *Recipient, state int, st Status) {
 		st.Relay = "none"
 	}
 	if st.DSN == "" {
-		st.DSN = map[int]string{sent: "2.0.0", deferred: "4.0.0", bounced: "5.0.0"}[state]
+		st.DSN = map[outcome.State]string{sent: "2.0.0", deferred: "4.0.0", bounced: "5.0.0"}[state]
 	}
 	now := time.Now()
 	if d.Verify {
 		d.verified(r, state, st, setup, now)
 		return
 	}
-	word := map[int]string{sent: "sent", deferred: "deferred", bounced: "bounced"}[state]
-	d.log.Infof("%s: %s", d.ID, logLine(r, st, word, d.Arrival, d.active, d.handed, setup, now, d.decimals))
+	d.log.Infof("%s: %s", d.ID, logLine(r, st, state.String(), d.Arrival, d.active, d.handed, setup, now, d.decimals))
 
 	var err error
 	switch state {
@@ -234,7 +212,7 @@ func (d *Delivery) report(r *Recipient, state int, st Status) {
 // status=deliverable or status=undeliverable, recorded in the trace log
 // for the report to the sender, and the recipient is done either way (a
 // temporary failure is an answer too, as in Postfix: it is not retried).
-func (d *Delivery) verified(r *Recipient, state int, st Status, setup, now time.Time) {
+func (d *Delivery) verified(r *Recipient, state outcome.State, st outcome.Status, setup, now time.Time) {
 	word := "deliverable"
 	if state != sent {
 		word = "undeliverable"
@@ -258,7 +236,7 @@ func (d *Delivery) verified(r *Recipient, state int, st Status, setup, now time.
 // the sender asked for a report of every recipient. The delivery stands
 // even if the record fails: a missing notice is better than a duplicate
 // delivery.
-func (d *Delivery) trace(r *Recipient, st Status) {
+func (d *Delivery) trace(r *Recipient, st outcome.Status) {
 	if !d.wantReport && (r.Notify&queue.NotifySuccess == 0 || st.NextHopNotifies) {
 		return
 	}
@@ -282,14 +260,14 @@ func (d *Delivery) traceEntry(r *Recipient, e queue.Status) {
 // self is the member that is the recipient itself (its own mailbox).
 func self(members []Member) *Member {
 	for i := range members {
-		if members[i].Addr == "" && members[i].State == "sent" {
+		if members[i].Addr == "" && members[i].State == sent {
 			return &members[i]
 		}
 	}
 	return nil
 }
 
-func (d *Delivery) entry(r *Recipient, st Status, action string) queue.Status {
+func (d *Delivery) entry(r *Recipient, st outcome.Status, action string) queue.Status {
 	return queue.Status{
 		Recipient: r.Addr, Original: r.Orig, Offset: r.rec.Offset,
 		ORCPT: r.ORCPT, Notify: r.Notify, Status: st.DSN, Action: action,
@@ -306,7 +284,7 @@ func mtaType(mta string) string {
 }
 
 // logLine is the body of Postfix's delivery log line.
-func logLine(r *Recipient, st Status, status string, arrival, active, handed, setup, now time.Time, decimals int) string {
+func logLine(r *Recipient, st outcome.Status, status string, arrival, active, handed, setup, now time.Time, decimals int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "to=<%s>", r.Addr)
 	if r.Orig != "" && r.Orig != r.Addr {
@@ -375,8 +353,8 @@ func FormatDelay(d time.Duration, decimals int) string {
 // together.
 type Member struct {
 	Addr   string // the member ("" = the recipient itself)
-	Status Status
-	State  string // sent, deferred or bounced
+	Status outcome.Status
+	State  outcome.State
 }
 
 // Members reports a recipient that local delivery expanded: each member
@@ -409,16 +387,12 @@ func (d *Delivery) Members(r *Recipient, members []Member) {
 		if st.Relay == "" {
 			st.Relay = "none"
 		}
-		state := map[string]int{"sent": sent, "deferred": deferred, "bounced": bounced}[m.State]
+		state := m.State
 		if state == bounced && d.soft {
-			state = deferred
-			if strings.HasPrefix(st.DSN, "5") {
-				st.DSN = "4" + st.DSN[1:]
-			}
+			state, st = deferred, st.Soft()
 		}
-		word := map[int]string{sent: "sent", deferred: "deferred", bounced: "bounced"}[state]
 		mr := memberRecipient(r, m, orig)
-		d.log.Infof("%s: %s", d.ID, logLine(mr, st, word, d.Arrival, d.active, d.handed, setup, now, d.decimals))
+		d.log.Infof("%s: %s", d.ID, logLine(mr, st, state.String(), d.Arrival, d.active, d.handed, setup, now, d.decimals))
 		e := d.entry(r, st, "")
 		e.Recipient, e.Original = mr.Addr, orig
 		switch state {
@@ -453,7 +427,7 @@ func (d *Delivery) Members(r *Recipient, members []Member) {
 		// NOTIFY=SUCCESS through an alias or .forward: the sender
 		// hears that it was expanded (RFC 3461 "expanded"), then the
 		// members' own fates are the business of their owners.
-		d.traceEntry(r, d.entry(r, Status{DSN: "2.0.0", Text: "alias expanded"}, "expanded"))
+		d.traceEntry(r, d.entry(r, outcome.Status{DSN: "2.0.0", Text: "alias expanded"}, "expanded"))
 	} else if m := self(members); m != nil && r.Notify&queue.NotifySuccess != 0 && !d.wantReport {
 		d.trace(r, m.Status)
 	}
@@ -463,7 +437,7 @@ func (d *Delivery) Members(r *Recipient, members []Member) {
 // settle ends a recipient reported through its members: done in the
 // queue file when final is sent (if that cannot be recorded, it stays
 // for another attempt), with a warning when a status was not recorded.
-func (d *Delivery) settle(r *Recipient, final int, recErr error) {
+func (d *Delivery) settle(r *Recipient, final outcome.State, recErr error) {
 	if final == sent {
 		if err := d.file.MarkDone(r.rec); err != nil {
 			recErr = err
@@ -497,7 +471,7 @@ func (d *Delivery) verifiedMembers(r *Recipient, members []Member, orig string, 
 			st.Relay = "none"
 		}
 		word := "deliverable"
-		if m.State != "sent" {
+		if m.State != sent {
 			word = "undeliverable"
 		}
 		mr := memberRecipient(r, m, orig)

@@ -34,6 +34,7 @@ import (
 
 	"mailsrv/config"
 	"mailsrv/maillog"
+	"mailsrv/outcome"
 	"mailsrv/queue"
 )
 
@@ -421,21 +422,21 @@ func (m *Manager) schedule(msg *message) {
 		r := &Recipient{Addr: rec.Addr, Orig: rec.Orig, ORCPT: rec.ORCPT, Notify: rec.Notify, rec: rec}
 		route, err := m.o.Resolve(rec.Addr, f.Sender)
 		if err != nil {
-			m.qmgrReport(msg, r, deferred, Status{DSN: "4.3.0", Text: "address resolver failure"})
+			m.qmgrReport(msg, r, deferred, outcome.Status{DSN: "4.3.0", Text: "address resolver failure"})
 			continue
 		}
 		if route.Recipient != "" {
 			r.Addr = route.Recipient
 		}
 		if route.Error != "" {
-			m.qmgrReport(msg, r, bounced, Status{DSN: "5.1.3", Text: "bad address syntax"})
+			m.qmgrReport(msg, r, bounced, outcome.Status{DSN: "5.1.3", Text: "bad address syntax"})
 			continue
 		}
 		if route.Local {
 			local, _, _ := strings.Cut(strings.ToLower(r.Addr), "@")
 			if local == dsb {
 				// Mail to double-bounce is the end of a loop.
-				m.qmgrReport(msg, r, sent, Status{DSN: "2.0.0", Text: "undeliverable postmaster notification discarded"})
+				m.qmgrReport(msg, r, sent, outcome.Status{DSN: "2.0.0", Text: "undeliverable postmaster notification discarded"})
 				continue
 			}
 		}
@@ -448,10 +449,10 @@ func (m *Manager) schedule(msg *message) {
 				m.warned[route.Transport] = true
 				m.log.Warnf("transport %s is not available: no [[service]] defines it, or its command is not part of this version of mailsrv; its mail stays in the queue", route.Transport)
 			}
-			m.qmgrReport(msg, r, deferred, Status{DSN: "4.3.0", Text: "mail transport unavailable"})
+			m.qmgrReport(msg, r, deferred, outcome.Status{DSN: "4.3.0", Text: "mail transport unavailable"})
 			continue
 		case !msg.flush && slices.Contains(m.p.DeferTransports, route.Transport):
-			m.qmgrReport(msg, r, deferred, Status{DSN: "4.3.2", Text: "deferred transport"})
+			m.qmgrReport(msg, r, deferred, outcome.Status{DSN: "4.3.2", Text: "deferred transport"})
 			continue
 		}
 		name := strings.ToLower(route.Nexthop)
@@ -481,7 +482,7 @@ func (m *Manager) schedule(msg *message) {
 }
 
 // qmgrReport reports a recipient qmgr settles itself, with qmgr's logger.
-func (m *Manager) qmgrReport(msg *message, r *Recipient, state int, st Status) {
+func (m *Manager) qmgrReport(msg *message, r *Recipient, state outcome.State, st outcome.Status) {
 	d := &Delivery{ID: msg.id, Arrival: msg.f.Arrival, file: msg.f, q: m.q, log: m.log,
 		soft: m.p.SoftBounce, wantReport: wantsReport(msg.f), Verify: verifyOnly(msg.f),
 		decimals: m.p.DelayLoggingResolutionLimit, active: msg.active}
@@ -642,11 +643,11 @@ func (m *Manager) completed(dl *Delivery) {
 // kill suspends a destination: its queued entries are deferred at once,
 // and it takes no new mail until minimal_backoff_time has passed (or a
 // postqueue -f).
-func (m *Manager) kill(t *transport, d *dest, why Status) {
+func (m *Manager) kill(t *transport, d *dest, why outcome.Status) {
 	d.dead = true
 	d.reviveAt = time.Now().Add(m.p.MinimalBackoffTime)
 	why.Text = "delivery temporarily suspended: " + why.Text
-	if why.DSN == "" || why.DSN[0] != '4' {
+	if !why.Temporary() {
 		why.DSN = "4.4.1"
 	}
 	why.Relay = "none"
@@ -960,7 +961,7 @@ type dest struct {
 	cohorts    float64
 	dead       bool
 	reviveAt   time.Time
-	deadStatus Status
+	deadStatus outcome.Status
 	listed     bool
 }
 

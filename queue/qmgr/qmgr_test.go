@@ -14,6 +14,7 @@ import (
 
 	"mailsrv/config"
 	"mailsrv/maillog"
+	"mailsrv/outcome"
 	"mailsrv/queue"
 )
 
@@ -133,7 +134,7 @@ minimal_backoff_time = "1h"
 	good := make(chan *Delivery, 10)
 	agent := AgentFunc(func(d *Delivery) {
 		if d.Nexthop == "dead.example" {
-			d.SiteFailure(Status{DSN: "4.4.1", Text: "connect to dead.example[192.0.2.1]:25: Connection refused"})
+			d.SiteFailure(outcome.Status{DSN: "4.4.1", Text: "connect to dead.example[192.0.2.1]:25: Connection refused"})
 			return
 		}
 		n := busy.Add(1)
@@ -148,7 +149,7 @@ minimal_backoff_time = "1h"
 		batches[d.ID] = append(batches[d.ID], len(d.Recipients))
 		mu.Unlock()
 		for _, r := range d.Recipients {
-			d.Sent(r, Status{Text: "ok", Relay: "fake"})
+			d.Sent(r, outcome.Status{Text: "ok", Relay: "fake"})
 		}
 		busy.Add(-1)
 	})
@@ -257,7 +258,7 @@ minimal_backoff_time = "1h"
 	defer cancel()
 	go ServeAgent(ctx, c, 4, maillog.New(&lb, "mx").Role("mailsrv", "fake"), AgentFunc(func(d *Delivery) {
 		for _, r := range d.Recipients {
-			d.Sent(r, Status{Text: "ok", Relay: "fake"})
+			d.Sent(r, outcome.Status{Text: "ok", Relay: "fake"})
 		}
 	}))
 	wake := make(chan struct{}, 1)
