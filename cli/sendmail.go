@@ -18,6 +18,7 @@ import (
 
 	"mailsrv/config"
 	"mailsrv/maillog"
+	"mailsrv/outcome"
 	"mailsrv/queue"
 	"mailsrv/rewrite"
 	"mailsrv/rewrite/cleanup"
@@ -213,13 +214,13 @@ func submitOrDrop(p *config.Params, req pickup.SubmitRequest, msg []byte) (strin
 		}
 		return id, nil
 	}
-	var ce *cleanup.Error
-	if errors.As(err, &ce) {
+	var refusal outcome.Reply
+	if errors.As(err, &refusal) {
 		code := exDataErr
-		if ce.Code < 500 {
+		if refusal.Temporary() {
 			code = exTempFail
 		}
-		return "", exitf(code, "fatal: %s %s", ce.Enhanced, ce.Text)
+		return "", exitf(code, "fatal: %s %s", refusal.Enhanced, refusal.Text)
 	}
 	if err != nil {
 		return "", exitf(exTempFail, "fatal: %v", err)
@@ -371,7 +372,7 @@ type submitMessage struct {
 	req pickup.SubmitRequest
 	buf bytes.Buffer
 	id  string
-	err *cleanup.Error
+	err *outcome.Reply // a refusal before the end (the size limit)
 }
 
 func (m *submitMessage) Write(b []byte) (int, error) { return m.buf.Write(b) }
@@ -383,15 +384,15 @@ func (m *submitMessage) ID() string {
 	}
 	return m.id
 }
-func (m *submitMessage) Reject(e *cleanup.Error) { m.err = e }
-func (m *submitMessage) Abort()                  {}
+func (m *submitMessage) Reject(e outcome.Reply) { m.err = &e }
+func (m *submitMessage) Abort()                 {}
 func (m *submitMessage) Finish() error {
 	if m.err != nil {
-		return m.err
+		return *m.err
 	}
 	id, err := submitOrDrop(m.p, m.req, m.buf.Bytes())
 	if err != nil {
-		return &cleanup.Error{Code: 451, Enhanced: "4.3.0", Text: "Error: queue file write error"}
+		return cleanup.ErrWrite
 	}
 	m.id = id
 	return nil

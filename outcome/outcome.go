@@ -11,6 +11,7 @@ package outcome
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Class is a problem class of notify_classes; a Reply may carry one
@@ -35,7 +36,7 @@ var classNames = map[string]Class{"policy": Policy, "protocol": Protocol, "resou
 func Classes(names []string) Class {
 	var m Class
 	for _, n := range names {
-		m |= classNames[n]
+		m |= classNames[strings.ToLower(strings.TrimSpace(n))]
 	}
 	return m
 }
@@ -168,16 +169,4 @@ func (s State) String() string {
 		return "bounced"
 	}
 	return "pending"
-}
-
-// Of is the state a status leads to: sent for 2.x.x, deferred for
-// 4.x.x, bounced for 5.x.x.
-func Of(s Status) State {
-	switch {
-	case s.Temporary():
-		return Deferred
-	case s.Permanent():
-		return Bounced
-	}
-	return Sent
 }

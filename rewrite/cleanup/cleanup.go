@@ -18,27 +18,20 @@ import (
 
 	"mailsrv/config"
 	"mailsrv/maillog"
+	"mailsrv/outcome"
 	"mailsrv/queue"
 	"mailsrv/rewrite"
 )
 
-// Error is a refusal with the SMTP reply a client should see.
-type Error struct {
-	Code     int
-	Enhanced string
-	Text     string
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("%d %s %s", e.Code, e.Enhanced, e.Text) }
-
-// Replies of cleanup_strerror.c.
+// Replies of cleanup_strerror.c: a refusal is an outcome.Reply, with the
+// notify_classes class of the problem where the code does not say it.
 var (
-	ErrWrite    = &Error{451, "4.3.0", "Error: queue file write error"}
-	ErrTooBig   = &Error{552, "5.3.4", "Error: message file too big"}
-	ErrHops     = &Error{554, "5.4.0", "Error: too many hops"}
-	ErrAlias    = &Error{451, "4.6.0", "Alias expansion error"}
-	ErrNoRcpt   = &Error{554, "5.5.1", "Error: no valid recipients"}
-	ErrInternal = &Error{451, "4.3.0", "Error: internal error"}
+	ErrWrite    = outcome.New(451, "4.3.0", "Error: queue file write error").WithClass(outcome.Resource)
+	ErrTooBig   = outcome.New(552, "5.3.4", "Error: message file too big")
+	ErrHops     = outcome.New(554, "5.4.0", "Error: too many hops")
+	ErrAlias    = outcome.New(451, "4.6.0", "Alias expansion error")
+	ErrNoRcpt   = outcome.New(554, "5.5.1", "Error: no valid recipients")
+	ErrInternal = outcome.New(451, "4.3.0", "Error: internal error").WithClass(outcome.Software)
 )
 
 // Envelope is what the caller knows before the content.
@@ -94,7 +87,7 @@ type Message struct {
 	seen      map[string]bool
 	messageID string
 	resent    bool
-	err       *Error
+	err       *outcome.Reply // the refusal Finish returns
 	size      int64
 }
 
@@ -354,7 +347,7 @@ func (m *Message) endHeaders() {
 	m.inHeader = false
 	p := m.c.p
 	if m.received+1 > p.HopcountLimit && m.err == nil {
-		m.err = ErrHops
+		m.err = &ErrHops
 	}
 	if m.env.LocalHeaders || p.AlwaysAddMissingHeaders {
 		prefix := ""
@@ -396,9 +389,9 @@ func quotePhrase(s string) string {
 
 // Reject marks the message as refused (the caller's own policy, e.g. the
 // size limit); Finish then removes it and returns err.
-func (m *Message) Reject(err *Error) {
+func (m *Message) Reject(err outcome.Reply) {
 	if m.err == nil {
-		m.err = err
+		m.err = &err
 	}
 }
 
@@ -418,7 +411,7 @@ func (m *Message) Finish() error {
 	}
 	if m.err != nil {
 		m.w.Abort()
-		return m.err
+		return *m.err
 	}
 	if err := m.w.Commit(); err != nil {
 		m.c.log.Warnf("%s: %v", m.ID(), err)

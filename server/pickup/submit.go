@@ -19,6 +19,7 @@ import (
 	"mailsrv/config"
 	"mailsrv/internal/peercred"
 	"mailsrv/maillog"
+	"mailsrv/outcome"
 	"mailsrv/queue"
 	"mailsrv/queue/qmgr"
 	"mailsrv/rewrite/cleanup"
@@ -63,12 +64,11 @@ func (req SubmitRequest) traceFlags() string {
 	return ""
 }
 
-// SubmitReply is the server's answer.
+// SubmitReply is the server's answer: the queue ID, or a refusal (its
+// Code is then set).
 type SubmitReply struct {
-	QueueID  string `json:"queue_id,omitempty"`
-	Code     int    `json:"code,omitempty"` // SMTP-style code of a refusal
-	Enhanced string `json:"enhanced,omitempty"`
-	Text     string `json:"text,omitempty"`
+	QueueID string `json:"queue_id,omitempty"`
+	outcome.Reply
 }
 
 const maxRequestLine = 1 << 20
@@ -146,7 +146,7 @@ func (s *Submitter) serve(c *net.UnixConn) {
 		_ = c.SetWriteDeadline(time.Now().Add(s.P.SmtpdTimeout))
 		_ = json.NewEncoder(c).Encode(r)
 	}
-	refuse := func(e *cleanup.Error) { reply(SubmitReply{Code: e.Code, Enhanced: e.Enhanced, Text: e.Text}) }
+	refuse := func(e outcome.Reply) { reply(SubmitReply{Reply: e}) }
 	uid, err := peercred.UID(c)
 	if err != nil {
 		s.Log.Warnf("submit: peer credentials: %v", err)
@@ -156,18 +156,18 @@ func (s *Submitter) serve(c *net.UnixConn) {
 	br := bufio.NewReaderSize(&deadlineReader{c: c, d: s.P.SmtpdTimeout}, 64<<10)
 	line, err := readLimitedLine(br, maxRequestLine)
 	if err != nil {
-		refuse(&cleanup.Error{Code: 501, Enhanced: "5.5.4", Text: "bad submission request"})
+		refuse(outcome.New(501, "5.5.4", "bad submission request"))
 		return
 	}
 	var req SubmitRequest
 	if err := json.Unmarshal(line, &req); err != nil {
-		refuse(&cleanup.Error{Code: 501, Enhanced: "5.5.4", Text: "bad submission request"})
+		refuse(outcome.New(501, "5.5.4", "bad submission request"))
 		return
 	}
 	switch req.Op {
 	case "flush":
 		if s.Flush == nil {
-			refuse(&cleanup.Error{Code: 451, Enhanced: "4.3.0", Text: "flush is not available"})
+			refuse(outcome.New(451, "4.3.0", "flush is not available"))
 			return
 		}
 		if err := s.Flush(); err != nil {
@@ -179,7 +179,7 @@ func (s *Submitter) serve(c *net.UnixConn) {
 		return
 	case "mail":
 	default:
-		refuse(&cleanup.Error{Code: 501, Enhanced: "5.5.4", Text: "bad submission request"})
+		refuse(outcome.New(501, "5.5.4", "bad submission request"))
 		return
 	}
 	login := strconv.Itoa(uid)
@@ -191,7 +191,7 @@ func (s *Submitter) serve(c *net.UnixConn) {
 		sender = req.Sender
 	}
 	if len(req.Recipients) == 0 {
-		refuse(&cleanup.Error{Code: 554, Enhanced: "5.5.1", Text: "no recipients specified"})
+		refuse(outcome.New(554, "5.5.1", "no recipients specified"))
 		return
 	}
 	env := cleanup.Envelope{
@@ -211,10 +211,8 @@ func (s *Submitter) serve(c *net.UnixConn) {
 	}
 	m, err := s.Cleanup.Open(env)
 	if err != nil {
-		var ce *cleanup.Error
-		if !errors.As(err, &ce) {
-			ce = cleanup.ErrInternal
-		}
+		ce := cleanup.ErrInternal
+		errors.As(err, &ce)
 		refuse(ce)
 		return
 	}
@@ -230,10 +228,8 @@ func (s *Submitter) serve(c *net.UnixConn) {
 		return
 	}
 	if err := m.Finish(); err != nil {
-		var ce *cleanup.Error
-		if !errors.As(err, &ce) {
-			ce = cleanup.ErrInternal
-		}
+		ce := cleanup.ErrInternal
+		errors.As(err, &ce)
 		refuse(ce)
 		return
 	}
@@ -271,7 +267,7 @@ func readLimitedLine(br *bufio.Reader, limit int) ([]byte, error) {
 var ErrDaemonDown = errors.New("the mail system is not running")
 
 // Submit hands a message to the running daemon and returns its queue ID.
-// A refusal comes back as a *cleanup.Error; ErrDaemonDown means the
+// A refusal comes back as an outcome.Reply; ErrDaemonDown means the
 // caller should leave the message in maildrop instead.
 func Submit(queueDir string, req SubmitRequest, content io.Reader, timeout time.Duration) (string, error) {
 	c, err := net.DialTimeout("unix", filepath.Join(queueDir, SubmitSocket), 5*time.Second)
@@ -302,7 +298,7 @@ func Submit(queueDir string, req SubmitRequest, content io.Reader, timeout time.
 		return "", fmt.Errorf("no answer from the mail system: %w", err)
 	}
 	if r.Code != 0 {
-		return "", &cleanup.Error{Code: r.Code, Enhanced: r.Enhanced, Text: r.Text}
+		return "", r.Reply
 	}
 	return r.QueueID, nil
 }

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"mailsrv/outcome"
 	"mailsrv/queue"
 )
 
@@ -112,7 +113,7 @@ type mailParams struct {
 	envid    string
 }
 
-func parseMailParams(params []string) (mailParams, *Reply) {
+func parseMailParams(params []string) (mailParams, *outcome.Reply) {
 	var mp mailParams
 	for _, p := range params {
 		key, val, hasVal := strings.Cut(p, "=")
@@ -171,7 +172,7 @@ type rcptParams struct {
 	orcpt  string
 }
 
-func parseRcptParams(params []string) (rcptParams, *Reply) {
+func parseRcptParams(params []string) (rcptParams, *outcome.Reply) {
 	var rp rcptParams
 	for _, p := range params {
 		key, val, hasVal := strings.Cut(p, "=")
@@ -216,7 +217,7 @@ func parseRcptParams(params []string) (rcptParams, *Reply) {
 	return rp, nil
 }
 
-func unsupported(p string) *Reply {
+func unsupported(p string) *outcome.Reply {
 	r := reply(555, "5.5.4", "Unsupported option: %s", p)
 	return &r
 }

@@ -10,6 +10,7 @@ import (
 	"mailsrv/config"
 	"mailsrv/maillog"
 	"mailsrv/maps"
+	"mailsrv/outcome"
 	"mailsrv/rewrite"
 )
 
@@ -193,10 +194,10 @@ type checkState struct {
 	etrn      string // the ETRN domain
 	res       *rewrite.Resolution
 	resErr    error
-	deferPerm *Reply // defer_if_permit: applies if the outcome is permit
-	deferRej  bool   // defer_if_reject: a later reject becomes a 450
-	warnNext  bool   // warn_if_reject: log the next reject instead
-	unlisted  bool   // reject_unlisted_recipient already ran
+	deferPerm *outcome.Reply // defer_if_permit: applies if the outcome is permit
+	deferRej  bool           // defer_if_reject: a later reject becomes a 450
+	warnNext  bool           // warn_if_reject: log the next reject instead
+	unlisted  bool           // reject_unlisted_recipient already ran
 	depth     int
 }
 
@@ -219,7 +220,7 @@ func (st *checkState) resolve() (*rewrite.Resolution, error) {
 
 // rcptCheck runs every list that applies at RCPT TO and returns the reply
 // to refuse with, or nil.
-func (c *checker) rcptCheck(st *checkState) *Reply {
+func (c *checker) rcptCheck(st *checkState) *outcome.Reply {
 	var lists []struct {
 		class listClass
 		list  []restriction
@@ -259,7 +260,7 @@ func (c *checker) rcptCheck(st *checkState) *Reply {
 // etrnCheck runs the client, helo and ETRN lists for an ETRN domain
 // (with smtpd_delay_reject the first two wait for the command, as Postfix
 // runs them there too).
-func (c *checker) etrnCheck(s *session, domain string) *Reply {
+func (c *checker) etrnCheck(s *session, domain string) *outcome.Reply {
 	st := &checkState{s: s, etrn: domain}
 	var lists [][]restriction
 	if c.p.SmtpdDelayReject {
@@ -279,7 +280,7 @@ func (c *checker) etrnCheck(s *session, domain string) *Reply {
 
 // stageCheck runs one list at its own command (client, helo and sender
 // lists without smtpd_delay_reject; data and end-of-data lists).
-func (c *checker) stageCheck(s *session, class listClass, list []restriction) *Reply {
+func (c *checker) stageCheck(s *session, class listClass, list []restriction) *outcome.Reply {
 	if len(list) == 0 {
 		return nil
 	}
@@ -290,7 +291,7 @@ func (c *checker) stageCheck(s *session, class listClass, list []restriction) *R
 	return st.deferPerm
 }
 
-func (c *checker) runList(st *checkState, class listClass, list []restriction) (verdict, *Reply) {
+func (c *checker) runList(st *checkState, class listClass, list []restriction) (verdict, *outcome.Reply) {
 	for _, r := range list {
 		// warn_if_reject covers exactly the restriction after it.
 		warn := st.warnNext && r.name != "warn_if_reject"
@@ -311,9 +312,9 @@ func (c *checker) runList(st *checkState, class listClass, list []restriction) (
 }
 
 // rejectReply applies defer_if_reject to a reject.
-func (c *checker) rejectReply(st *checkState, r *Reply) *Reply {
-	if st.deferRej && r.Code >= 500 {
-		d := Reply{450, "4.7.1", r.Text}
+func (c *checker) rejectReply(st *checkState, r *outcome.Reply) *outcome.Reply {
+	if st.deferRej && r.Permanent() {
+		d := outcome.New(450, "4.7.1", r.Text)
 		return &d
 	}
 	return r
@@ -339,12 +340,12 @@ func (st *checkState) subject(class listClass) string {
 	return ""
 }
 
-func (st *checkState) rejectf(class listClass, code int, enh, format string, args ...any) *Reply {
-	r := Reply{code, enh, "<" + st.subject(class) + ">: " + classText[class] + ": " + fmt.Sprintf(format, args...)}
+func (st *checkState) rejectf(class listClass, code int, enh, format string, args ...any) *outcome.Reply {
+	r := outcome.New(code, enh, "<"+st.subject(class)+">: "+classText[class]+": "+fmt.Sprintf(format, args...))
 	return &r
 }
 
-func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict, *Reply) {
+func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict, *outcome.Reply) {
 	s := st.s
 	p := c.p
 	switch r.name {
@@ -400,10 +401,10 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 			return permit, nil
 		case r.name == "reject_unauth_destination" && !authorized:
 			code := p.RelayDomainsRejectCode
-			rep := Reply{code, codeClass(code) + ".7.1", "<" + printable(st.rcpt) + ">: Relay access denied"}
+			rep := outcome.New(code, codeClass(code)+".7.1", "<"+printable(st.rcpt)+">: Relay access denied")
 			return rejected, &rep
 		case r.name == "defer_unauth_destination" && !authorized:
-			rep := Reply{454, "4.7.1", "<" + printable(st.rcpt) + ">: Relay access denied"}
+			rep := outcome.New(454, "4.7.1", "<"+printable(st.rcpt)+">: Relay access denied")
 			return rejected, &rep
 		}
 	case "reject_unlisted_recipient", "check_recipient_maps":
@@ -495,13 +496,13 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 
 func codeClass(code int) string { return strconv.Itoa(code / 100) }
 
-func (st *checkState) tempFail(class listClass, err error) *Reply {
+func (st *checkState) tempFail(class listClass, err error) *outcome.Reply {
 	st.s.srv.log.Warnf("%s: %v", st.s.namaddr(), err)
 	return st.rejectf(class, 451, "4.3.0", "Temporary lookup failure")
 }
 
 // access looks the keys up in order and acts on the first result.
-func (c *checker) access(st *checkState, class listClass, table *maps.Map, keys []lookupKey) (verdict, *Reply) {
+func (c *checker) access(st *checkState, class listClass, table *maps.Map, keys []lookupKey) (verdict, *outcome.Reply) {
 	for _, k := range keys {
 		if k.partial && !table.Fixed {
 			// Pattern tables see whole names and addresses only.
@@ -519,7 +520,7 @@ func (c *checker) access(st *checkState, class listClass, table *maps.Map, keys 
 }
 
 // action interprets an access(5) result.
-func (c *checker) action(st *checkState, class listClass, spec, value string) (verdict, *Reply) {
+func (c *checker) action(st *checkState, class listClass, spec, value string) (verdict, *outcome.Reply) {
 	p := c.p
 	word, text, _ := strings.Cut(strings.TrimSpace(value), " ")
 	text = strings.TrimSpace(text)
@@ -701,7 +702,7 @@ func validHelo(h string) bool {
 
 // unlistedRecipient refuses recipients in our own domains that no table
 // knows (smtpd_check.c check_rcpt_maps).
-func (c *checker) unlistedRecipient(st *checkState) *Reply {
+func (c *checker) unlistedRecipient(st *checkState) *outcome.Reply {
 	res, err := st.resolve()
 	if err != nil {
 		return st.tempFail(classRecipient, err)
@@ -761,7 +762,7 @@ func (c *checker) unlistedRecipient(st *checkState) *Reply {
 }
 
 // unlistedSender is the same test for the sender (reject_unlisted_sender).
-func (c *checker) unlistedSender(st *checkState) *Reply {
+func (c *checker) unlistedSender(st *checkState) *outcome.Reply {
 	snd := st.s.txn.sender
 	if !st.s.txn.active || snd == "" {
 		return nil
@@ -773,7 +774,7 @@ func (c *checker) unlistedSender(st *checkState) *Reply {
 	}
 	out := *r
 	out.Text = strings.Replace(out.Text, "<"+printable(snd)+">: Recipient address rejected", "<"+printable(snd)+">: Sender address rejected", 1)
-	if out.Code >= 500 {
+	if out.Permanent() {
 		out.Enhanced = codeClass(out.Code) + ".1.0"
 	}
 	return &out

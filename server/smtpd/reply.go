@@ -1,65 +1,44 @@
 package smtpd
 
 import (
-	"fmt"
-	"strconv"
 	"strings"
+
+	"mailsrv/outcome"
 )
 
-// Reply is one SMTP reply: a code, an enhanced status code (RFC 3463;
-// empty for the few replies Postfix sends without one, such as the answer
-// to a bare HELO) and the text.
-type Reply struct {
-	Code     int
-	Enhanced string
-	Text     string
-}
-
-func (r Reply) String() string {
-	if r.Enhanced == "" {
-		return strconv.Itoa(r.Code) + " " + r.Text
-	}
-	return strconv.Itoa(r.Code) + " " + r.Enhanced + " " + r.Text
-}
-
-// Error lets a Reply travel as an error.
-func (r Reply) Error() string { return r.String() }
-
-// ok reports a positive completion or intermediate reply.
-func (r Reply) ok() bool { return r.Code < 400 }
-
-func reply(code int, enh, format string, args ...any) Reply {
-	return Reply{Code: code, Enhanced: enh, Text: fmt.Sprintf(format, args...)}
+// reply is outcome.Newf, short: smtpd builds many replies.
+func reply(code int, enh, format string, args ...any) outcome.Reply {
+	return outcome.Newf(code, enh, format, args...)
 }
 
 // Replies that do not depend on the session, as Postfix words them.
 var (
-	replyOK          = Reply{250, "2.0.0", "Ok"}
-	replyMailOK      = Reply{250, "2.1.0", "Ok"}
-	replyRcptOK      = Reply{250, "2.1.5", "Ok"}
-	replyBye         = Reply{221, "2.0.0", "Bye"}
-	replyData        = Reply{354, "", "End data with <CR><LF>.<CR><LF>"}
-	replyUnknown     = Reply{500, "5.5.2", "Error: command not recognized"}
-	replyNotImpl     = Reply{502, "5.5.1", "Error: command not implemented"}
-	replyNeedMail    = Reply{503, "5.5.1", "Error: need MAIL command"}
-	replyNeedRcpt    = Reply{503, "5.5.1", "Error: need RCPT command"}
-	replyNested      = Reply{503, "5.5.1", "Error: nested MAIL command"}
-	replyNeedHelo    = Reply{503, "5.5.1", "Error: send HELO/EHLO first"}
-	replyNoValidRcpt = Reply{554, "5.5.1", "Error: no valid recipients"}
-	replyMailSyntax  = Reply{501, "5.5.4", "Syntax: MAIL FROM:<address>"}
-	replyRcptSyntax  = Reply{501, "5.5.4", "Syntax: RCPT TO:<address>"}
-	replyBadSender   = Reply{501, "5.1.7", "Bad sender address syntax"}
-	replyBadRcpt     = Reply{501, "5.1.3", "Bad recipient address syntax"}
-	replySizeLimit   = Reply{552, "5.3.4", "Message size exceeds fixed limit"}
-	replyTooBig      = Reply{552, "5.3.4", "Error: message file too big"}
-	replyTooManyRcpt = Reply{452, "4.5.3", "Error: too many recipients"}
-	replyTempLookup  = Reply{451, "4.3.0", "Temporary lookup failure"}
-	replyConfig      = Reply{451, "4.3.5", "Server configuration error"}
-	replyVrfyOff     = Reply{502, "5.5.1", "VRFY command is disabled"}
-	replyVrfySyntax  = Reply{501, "5.5.4", "Syntax: VRFY address [SMTPUTF8]"}
-	replyDataSyntax  = Reply{501, "5.5.4", "Syntax: DATA"}
-	replyBdatSyntax  = Reply{521, "5.5.4", "Syntax: BDAT count [LAST]"}
-	replySync        = Reply{554, "5.5.0", "Error: SMTP protocol synchronization"}
+	replyOK          = outcome.New(250, "2.0.0", "Ok")
+	replyMailOK      = outcome.New(250, "2.1.0", "Ok")
+	replyRcptOK      = outcome.New(250, "2.1.5", "Ok")
+	replyBye         = outcome.New(221, "2.0.0", "Bye")
+	replyData        = outcome.New(354, "", "End data with <CR><LF>.<CR><LF>")
+	replyUnknown     = outcome.New(500, "5.5.2", "Error: command not recognized")
+	replyNotImpl     = outcome.New(502, "5.5.1", "Error: command not implemented")
+	replyNeedMail    = outcome.New(503, "5.5.1", "Error: need MAIL command")
+	replyNeedRcpt    = outcome.New(503, "5.5.1", "Error: need RCPT command")
+	replyNested      = outcome.New(503, "5.5.1", "Error: nested MAIL command")
+	replyNeedHelo    = outcome.New(503, "5.5.1", "Error: send HELO/EHLO first")
+	replyNoValidRcpt = outcome.New(554, "5.5.1", "Error: no valid recipients")
+	replyMailSyntax  = outcome.New(501, "5.5.4", "Syntax: MAIL FROM:<address>")
+	replyRcptSyntax  = outcome.New(501, "5.5.4", "Syntax: RCPT TO:<address>")
+	replyBadSender   = outcome.New(501, "5.1.7", "Bad sender address syntax")
+	replyBadRcpt     = outcome.New(501, "5.1.3", "Bad recipient address syntax")
+	replySizeLimit   = outcome.New(552, "5.3.4", "Message size exceeds fixed limit")
+	replyTooBig      = outcome.New(552, "5.3.4", "Error: message file too big")
+	replyTooManyRcpt = outcome.New(452, "4.5.3", "Error: too many recipients")
+	replyTempLookup  = outcome.New(451, "4.3.0", "Temporary lookup failure")
+	replyConfig      = outcome.New(451, "4.3.5", "Server configuration error")
+	replyVrfyOff     = outcome.New(502, "5.5.1", "VRFY command is disabled")
+	replyVrfySyntax  = outcome.New(501, "5.5.4", "Syntax: VRFY address [SMTPUTF8]")
+	replyDataSyntax  = outcome.New(501, "5.5.4", "Syntax: DATA")
+	replyBdatSyntax  = outcome.New(521, "5.5.4", "Syntax: BDAT count [LAST]")
+	replySync        = outcome.New(554, "5.5.0", "Error: SMTP protocol synchronization")
 )
 
 // enhancedFor picks the enhanced code a restriction reply gets when its

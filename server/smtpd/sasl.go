@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"mailsrv/outcome"
+
 	"github.com/emersion/go-sasl"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -121,23 +123,23 @@ func (s *session) authMechanisms() []string {
 }
 
 // cmdAuth is AUTH (RFC 4954).
-func (s *session) cmdAuth(arg string) Reply {
+func (s *session) cmdAuth(arg string) outcome.Reply {
 	srv := s.srv
 	if srv.passwd == nil {
-		return Reply{503, "5.5.1", "Error: authentication not enabled"}
+		return outcome.New(503, "5.5.1", "Error: authentication not enabled")
 	}
 	mechs := s.authMechanisms()
 	switch {
 	case len(mechs) == 0 && srv.tls != nil && s.tls == nil:
 		return replyNeedTLS
 	case len(mechs) == 0:
-		return Reply{503, "5.5.1", "Error: authentication not enabled"}
+		return outcome.New(503, "5.5.1", "Error: authentication not enabled")
 	case !s.esmtp:
-		return Reply{503, "5.5.1", "Error: send EHLO first"}
+		return outcome.New(503, "5.5.1", "Error: send EHLO first")
 	case s.saslUser != "":
-		return Reply{503, "5.5.1", "Error: already authenticated"}
+		return outcome.New(503, "5.5.1", "Error: already authenticated")
 	case s.txn.active:
-		return Reply{503, "5.5.1", "Error: MAIL transaction in progress"}
+		return outcome.New(503, "5.5.1", "Error: MAIL transaction in progress")
 	}
 	if limit := srv.p.SmtpdClientAuthRateLimit; limit > 0 && !s.stdio {
 		if exempt, _ := srv.limitExceptions.match(s.clientAddr, s.clientName); !exempt {
@@ -179,16 +181,16 @@ func (s *session) cmdAuth(arg string) Reply {
 		}
 		user, pass = string(u), string(p)
 	default:
-		return Reply{504, "5.5.4", "Unsupported authentication mechanism"}
+		return outcome.New(504, "5.5.4", "Unsupported authentication mechanism")
 	}
 	if errors.Is(err, errAuthAborted) {
-		return Reply{501, "5.7.0", "Authentication aborted"}
+		return outcome.New(501, "5.7.0", "Authentication aborted")
 	}
 	if err != nil {
 		if s.closing {
-			return Reply{}
+			return outcome.Reply{}
 		}
-		return Reply{501, "5.5.2", "Cannot decode response"}
+		return outcome.New(501, "5.5.2", "Cannot decode response")
 	}
 	err = nil
 	if authzid != "" && authzid != user {
@@ -203,7 +205,7 @@ func (s *session) cmdAuth(arg string) Reply {
 		reason := "authentication failure"
 		if !errors.Is(err, ErrAuth) {
 			srv.log.Warnf("SASL authentication problem: %v", err)
-			return Reply{454, "4.7.0", "Temporary authentication failure"}
+			return outcome.New(454, "4.7.0", "Temporary authentication failure")
 		}
 		// The line fail2ban's postfix-sasl filter looks for.
 		srv.log.Warnf("%s: SASL %s authentication failed: %s", s.namaddr(), mech, reason)
@@ -214,17 +216,17 @@ func (s *session) cmdAuth(arg string) Reply {
 			case <-s.ctx.Done():
 			}
 		}
-		return Reply{535, "5.7.8", "Error: authentication failed: " + reason}
+		return outcome.New(535, "5.7.8", "Error: authentication failed: "+reason)
 	}
 	s.saslUser, s.saslMethod = user, mech
-	return Reply{235, "2.7.0", "Authentication successful"}
+	return outcome.New(235, "2.7.0", "Authentication successful")
 }
 
 var errAuthAborted = errors.New("aborted")
 
 // challenge sends a 334 challenge and reads the client's base64 answer.
 func (s *session) challenge(text string) ([]byte, error) {
-	s.send(Reply{334, "", base64.StdEncoding.EncodeToString([]byte(text))})
+	s.send(outcome.New(334, "", base64.StdEncoding.EncodeToString([]byte(text))))
 	if err := s.bw.Flush(); err != nil {
 		s.closing = true
 		return nil, err

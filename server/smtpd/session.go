@@ -18,6 +18,7 @@ import (
 
 	"mailsrv/internal/tlsutil"
 	"mailsrv/maillog"
+	"mailsrv/outcome"
 	"mailsrv/queue"
 	"mailsrv/queue/flush"
 	"mailsrv/rewrite/cleanup"
@@ -54,7 +55,7 @@ type session struct {
 	counts  [numCmds][2]int // ok, total
 	mynets  int8            // cached permit_mynetworks: 0 unknown, 1 yes, -1 no
 	// connReject is the client list's refusal without smtpd_delay_reject.
-	connReject *Reply
+	connReject *outcome.Reply
 	closing    bool
 
 	txn  txn
@@ -63,7 +64,7 @@ type session struct {
 	// The transcript for a postmaster notice (notify_classes), and the
 	// problem classes met since it started.
 	history  []chatLine
-	problems int
+	problems outcome.Class
 }
 
 // txn is the mail transaction in progress.
@@ -77,7 +78,7 @@ type txn struct {
 	// BDAT
 	msg     Message
 	body    *content
-	bdatErr *Reply
+	bdatErr *outcome.Reply
 	chunked int64
 }
 
@@ -229,7 +230,7 @@ func (s *session) run() {
 		if r := recover(); r != nil {
 			srv.log.Warnf("panic in the session from %s after %s: %v", s.namaddr(), s.lastCmd, r)
 			srv.log.Debugf("panic stack:\n%s", debug.Stack())
-			s.send(reply(421, "4.3.0", "%s Error: internal error", s.hostname()))
+			s.send(reply(421, "4.3.0", "%s Error: internal error", s.hostname()).WithClass(outcome.Software))
 		}
 		_ = s.bw.Flush()
 		s.abortTxn()
@@ -259,7 +260,7 @@ func (s *session) run() {
 			return
 		}
 	}
-	s.send(Reply{220, "", srv.p.SmtpdBanner})
+	s.send(outcome.New(220, "", srv.p.SmtpdBanner))
 	for !s.closing {
 		if s.errors >= srv.p.SmtpdHardErrorLimit {
 			srv.log.Infof("too many errors after %s from %s", s.lastCmd, s.namaddr())
@@ -368,7 +369,7 @@ func (s *session) stats() string {
 // send writes a reply. Output is flushed when the client has nothing more
 // pipelined (in the command loop), so a pipelined group gets its replies
 // in one write.
-func (s *session) send(r Reply) {
+func (s *session) send(r outcome.Reply) {
 	if r.Code >= 400 && s.errors >= s.srv.p.SmtpdSoftErrorLimit && s.srv.p.SmtpdErrorSleepTime > 0 {
 		_ = s.bw.Flush()
 		select {
@@ -380,24 +381,24 @@ func (s *session) send(r Reply) {
 	s.bw.WriteString(text)
 	s.bw.WriteString("\r\n")
 	s.record(false, text)
-	s.problem(problemOf(r))
+	s.problem(r.Problem())
 }
 
 // fail sends an error reply that counts toward the error limits.
-func (s *session) fail(r Reply) {
+func (s *session) fail(r outcome.Reply) {
 	s.errors++
 	s.send(r)
 }
 
 // logReject logs a refusal as Postfix does:
 // NOQUEUE: reject: RCPT from host[ip]: 554 5.7.1 ...; from=<> to=<> proto=ESMTP helo=<h>
-func (s *session) logReject(what string, r Reply) {
+func (s *session) logReject(what string, r outcome.Reply) {
 	s.logRejectTo(what, r, "")
 }
 
-func (s *session) logRejectTo(what string, r Reply, rcpt string) {
-	if what == "reject" && problemOf(r) == 0 {
-		s.problem(problemPolicy)
+func (s *session) logRejectTo(what string, r outcome.Reply, rcpt string) {
+	if what == "reject" && r.Problem() == 0 {
+		s.problem(outcome.Policy)
 	}
 	id := "NOQUEUE"
 	if s.txn.msg != nil {
@@ -463,20 +464,20 @@ func (s *session) startTLS() error {
 // cmdStarttls is STARTTLS (RFC 3207). Whatever the client sent after it
 // before the handshake is thrown away: commands injected in plain text
 // must not run inside the encrypted session.
-func (s *session) cmdStarttls(arg string) Reply {
+func (s *session) cmdStarttls(arg string) outcome.Reply {
 	switch {
 	case s.srv.tls == nil || s.stdio:
 		return replyNotImpl
 	case arg != "":
-		return Reply{501, "5.5.4", "Syntax: STARTTLS"}
+		return outcome.New(501, "5.5.4", "Syntax: STARTTLS")
 	case s.tls != nil:
-		return Reply{554, "5.5.1", "Error: TLS already active"}
+		return outcome.New(554, "5.5.1", "Error: TLS already active")
 	}
-	s.send(Reply{220, "2.0.0", "Ready to start TLS"})
+	s.send(outcome.New(220, "2.0.0", "Ready to start TLS"))
 	if err := s.bw.Flush(); err != nil {
 		s.lost(err)
 		s.closing = true
-		return Reply{}
+		return outcome.Reply{}
 	}
 	if n := s.br.Buffered(); n > 0 {
 		_, _ = s.br.Discard(n)
@@ -485,12 +486,12 @@ func (s *session) cmdStarttls(arg string) Reply {
 		s.srv.log.Warnf("TLS handshake failed from %s: %s", s.namaddr(), maillog.Clip(err.Error(), 200))
 		s.srv.log.Infof("lost connection after STARTTLS from %s", s.namaddr())
 		s.closing = true
-		return Reply{}
+		return outcome.Reply{}
 	}
 	// The session starts over: the client must say EHLO again.
 	s.abortTxn()
 	s.helo, s.esmtp = "", false
-	return Reply{}
+	return outcome.Reply{}
 }
 
 // needTLS is smtpd_tls_security_level = encrypt before STARTTLS.
@@ -498,7 +499,7 @@ func (s *session) needTLS() bool {
 	return s.srv.tlsLevel == "encrypt" && s.tls == nil && !s.stdio
 }
 
-var replyNeedTLS = Reply{530, "5.7.0", "Must issue a STARTTLS command first"}
+var replyNeedTLS = outcome.New(530, "5.7.0", "Must issue a STARTTLS command first")
 
 func (s *session) inMynetworks() (bool, error) {
 	if s.mynets == 0 {
@@ -545,7 +546,7 @@ func (s *session) command(line string) {
 		s.closing = true
 		return
 	}
-	var r Reply
+	var r outcome.Reply
 	switch {
 	case s.needTLS() && (cmd == cmdMail || cmd == cmdRcpt || cmd == cmdData || cmd == cmdBdat || cmd == cmdAuth || cmd == cmdVrfy || cmd == cmdEtrn):
 		s.counts[cmd][1]++
@@ -600,7 +601,7 @@ func (s *session) command(line string) {
 		// ending in the middle).
 		return
 	}
-	if r.ok() {
+	if r.OK() {
 		s.counts[cmd][0]++
 		s.send(r)
 	} else {
@@ -617,13 +618,13 @@ func (s *session) junkCommand() {
 	}
 }
 
-func (s *session) cmdHelo(arg string, ehlo bool) Reply {
+func (s *session) cmdHelo(arg string, ehlo bool) outcome.Reply {
 	name := strings.TrimSpace(arg)
 	if name == "" {
 		if ehlo {
-			return Reply{501, "", "Syntax: EHLO hostname"}
+			return outcome.New(501, "", "Syntax: EHLO hostname")
 		}
-		return Reply{501, "", "Syntax: HELO hostname"}
+		return outcome.New(501, "", "Syntax: HELO hostname")
 	}
 	if f := strings.Fields(name); len(f) > 0 {
 		name = f[0]
@@ -641,7 +642,7 @@ func (s *session) cmdHelo(arg string, ehlo bool) Reply {
 		}
 	}
 	if !ehlo {
-		return Reply{250, "", s.hostname()}
+		return outcome.New(250, "", s.hostname())
 	}
 	p := s.srv.p
 	lines := []string{s.hostname(), "PIPELINING"}
@@ -680,7 +681,7 @@ func (s *session) cmdHelo(arg string, ehlo bool) Reply {
 		s.record(false, "250"+sep+l)
 	}
 	s.counts[cmdEhlo][0]++
-	return Reply{}
+	return outcome.Reply{}
 }
 
 func discarded(list []string, kw string) bool {
@@ -692,7 +693,7 @@ func discarded(list []string, kw string) bool {
 	return false
 }
 
-func (s *session) cmdMail(arg string) Reply {
+func (s *session) cmdMail(arg string) outcome.Reply {
 	p := s.srv.p
 	if s.helo == "" && p.SmtpdHeloRequired {
 		return replyNeedHelo
@@ -743,7 +744,7 @@ func (s *session) cmdMail(arg string) Reply {
 	return replyMailOK
 }
 
-func (s *session) cmdRcpt(arg string) Reply {
+func (s *session) cmdRcpt(arg string) outcome.Reply {
 	p := s.srv.p
 	if !s.txn.active {
 		return replyNeedMail
@@ -769,7 +770,7 @@ func (s *session) cmdRcpt(arg string) Reply {
 			s.errors++
 		}
 		s.send(replyTooManyRcpt)
-		return Reply{}
+		return outcome.Reply{}
 	}
 	if !strings.EqualFold(addr, "postmaster") {
 		st := &checkState{s: s, rcpt: addr}
@@ -790,7 +791,7 @@ func (s *session) cmdRcpt(arg string) Reply {
 // cmdEtrn is ETRN (RFC 1985): release the deferred mail of a
 // fast_flush_domains site for delivery now. The replies are Postfix's
 // texts (with enhanced codes, as ENHANCEDSTATUSCODES promises).
-func (s *session) cmdEtrn(arg string) Reply {
+func (s *session) cmdEtrn(arg string) outcome.Reply {
 	srv := s.srv
 	f := strings.Fields(arg)
 	switch {
@@ -799,17 +800,17 @@ func (s *session) cmdEtrn(arg string) Reply {
 	case s.helo == "" && srv.p.SmtpdHeloRequired:
 		return replyNeedHelo
 	case s.txn.active:
-		return Reply{503, "5.5.1", "Error: MAIL transaction in progress"}
+		return outcome.New(503, "5.5.1", "Error: MAIL transaction in progress")
 	case len(f) != 1:
-		return Reply{500, "5.5.4", "Syntax: ETRN domain"}
+		return outcome.New(500, "5.5.4", "Syntax: ETRN domain")
 	}
 	site := strings.TrimLeft(f[0][:1], "@#") + f[0][1:]
 	if !validHelo(site) {
-		return Reply{501, "5.5.4", "Error: invalid parameter syntax"}
+		return outcome.New(501, "5.5.4", "Error: invalid parameter syntax")
 	}
 	if s.stdio {
 		srv.log.Warnf("do not use ETRN in \"sendmail -bs\" mode")
-		return Reply{458, "4.3.0", "Unable to queue messages"}
+		return outcome.New(458, "4.3.0", "Unable to queue messages")
 	}
 	if r := srv.check.etrnCheck(s, site); r != nil {
 		s.logReject("reject", *r)
@@ -818,17 +819,17 @@ func (s *session) cmdEtrn(arg string) Reply {
 	_, err := srv.flush(site)
 	switch {
 	case err == nil:
-		return Reply{250, "2.0.0", "Queuing started"}
+		return outcome.New(250, "2.0.0", "Queuing started")
 	case errors.Is(err, flush.ErrDenied):
 		srv.log.Warnf("reject: ETRN %s... from %s", maillog.Clip(printable(site), 100), s.namaddr())
 		return reply(459, "4.3.0", "<%s>: service unavailable", printable(site))
 	default:
 		srv.log.Warnf("ETRN %s: %v", maillog.Clip(printable(site), 100), err)
-		return Reply{458, "4.3.0", "Unable to queue messages"}
+		return outcome.New(458, "4.3.0", "Unable to queue messages")
 	}
 }
 
-func (s *session) cmdVrfy(arg string) Reply {
+func (s *session) cmdVrfy(arg string) outcome.Reply {
 	if s.srv.p.DisableVrfyCommand {
 		return replyVrfyOff
 	}
@@ -852,7 +853,7 @@ func (s *session) cmdVrfy(arg string) Reply {
 		s.logRejectTo("reject", *r, addr)
 		return *r
 	}
-	return Reply{252, "2.0.0", arg}
+	return outcome.New(252, "2.0.0", arg)
 }
 
 // abortTxn drops the transaction (RSET, HELO, end of session), and a
@@ -866,7 +867,7 @@ func (s *session) abortTxn() {
 
 // startMessage runs the data restrictions and opens the queue file;
 // a reply with a code refuses.
-func (s *session) startMessage() (Message, *Reply) {
+func (s *session) startMessage() (Message, *outcome.Reply) {
 	if !s.txn.active {
 		return nil, &replyNeedRcpt
 	}
@@ -893,13 +894,13 @@ func (s *session) startMessage() (Message, *Reply) {
 
 // cleanupReply turns a cleanup refusal into a reply; anything else is an
 // internal error whose text the client never sees.
-func (s *session) cleanupReply(err error) Reply {
-	var ce *cleanup.Error
-	if errors.As(err, &ce) {
-		return Reply{ce.Code, ce.Enhanced, ce.Text}
+func (s *session) cleanupReply(err error) outcome.Reply {
+	var r outcome.Reply
+	if errors.As(err, &r) {
+		return r
 	}
 	s.srv.log.Warnf("%s: %v", s.namaddr(), err)
-	return Reply{451, "4.3.0", "Error: queue file write error"}
+	return cleanup.ErrWrite
 }
 
 func (s *session) envelope() cleanup.Envelope {
@@ -991,7 +992,7 @@ func (s *session) received(id string) string {
 	return b.String()
 }
 
-func (s *session) cmdData(arg string) Reply {
+func (s *session) cmdData(arg string) outcome.Reply {
 	if !s.txn.active {
 		return replyNeedRcpt
 	}
@@ -1001,7 +1002,7 @@ func (s *session) cmdData(arg string) Reply {
 	if s.txn.msg != nil {
 		// DATA after BDAT chunks: RFC 3030 forbids mixing them.
 		s.abortTxn()
-		return Reply{503, "5.5.1", "Error: DATA after BDAT"}
+		return outcome.New(503, "5.5.1", "Error: DATA after BDAT")
 	}
 	m, bad := s.startMessage()
 	if bad != nil {
@@ -1012,7 +1013,7 @@ func (s *session) cmdData(arg string) Reply {
 		m.Abort()
 		s.lost(err)
 		s.closing = true
-		return Reply{}
+		return outcome.Reply{}
 	}
 	body := &content{w: m, limit: int64(s.srv.p.MessageSizeLimit)}
 	defer body.release()
@@ -1023,29 +1024,29 @@ func (s *session) cmdData(arg string) Reply {
 		s.lost(err)
 		s.closing = true
 		s.txn = txn{}
-		return Reply{}
+		return outcome.Reply{}
 	}
 	s.lastCmd = "END-OF-MESSAGE"
 	s.txn.msg = m
 	r := s.finishMessage(m, body)
 	s.txn = txn{}
-	if r.ok() {
+	if r.OK() {
 		s.counts[cmdData][0]++
 		s.send(r)
 	} else if !s.closing {
 		s.fail(r)
 	}
-	return Reply{}
+	return outcome.Reply{}
 }
 
 // finishMessage ends a message read through DATA or BDAT.
-func (s *session) finishMessage(m Message, body *content) Reply {
+func (s *session) finishMessage(m Message, body *content) outcome.Reply {
 	if body.bareLF {
 		s.sawLF = true
 		if s.rejectLF != 0 {
 			m.Abort()
 			s.bareLFReject(m.ID() + ": ")
-			return Reply{Code: s.rejectLF}
+			return outcome.Reply{Code: s.rejectLF}
 		}
 	}
 	if body.tooBig {
@@ -1061,10 +1062,10 @@ func (s *session) finishMessage(m Message, body *content) Reply {
 		return r
 	}
 	s.chatReset(s.srv.p.SmtpdHistoryFlushThreshold)
-	return Reply{250, "2.0.0", "Ok: queued as " + m.ID()}
+	return outcome.New(250, "2.0.0", "Ok: queued as "+m.ID())
 }
 
-func (s *session) cmdBdat(arg string) Reply {
+func (s *session) cmdBdat(arg string) outcome.Reply {
 	f := strings.Fields(arg)
 	var size int64
 	var err error
@@ -1076,26 +1077,26 @@ func (s *session) cmdBdat(arg string) Reply {
 		// The chunk's end is unknown: the session cannot go on.
 		s.send(replyBdatSyntax)
 		s.closing = true
-		return Reply{}
+		return outcome.Reply{}
 	}
 	if size == 0 && !last {
 		// Nothing to read, and nothing gained: Postfix's answer.
-		return Reply{551, "5.7.1", "Null BDAT request"}
+		return outcome.New(551, "5.7.1", "Null BDAT request")
 	}
 	if limit := int64(s.srv.p.MessageSizeLimit); limit > 0 && s.txn.chunked+size > limit+limit/2 {
 		// Far past the limit: reading on would only feed the client.
 		s.abortTxn()
 		s.send(replyTooBig)
 		s.closing = true
-		return Reply{}
+		return outcome.Reply{}
 	}
 	s.beginRequest(true)
-	discard := func(r Reply) Reply {
+	discard := func(r outcome.Reply) outcome.Reply {
 		c := &content{}
 		if err := c.readChunk(s.br, size, false); err != nil {
 			s.lost(err)
 			s.closing = true
-			return Reply{}
+			return outcome.Reply{}
 		}
 		return r
 	}
@@ -1124,22 +1125,22 @@ func (s *session) cmdBdat(arg string) Reply {
 		s.lastCmd = fmt.Sprintf("BDAT (%d bytes)", body.size)
 		s.lost(err)
 		s.closing = true
-		return Reply{}
+		return outcome.Reply{}
 	}
 	s.txn.chunked += size
 	if !last {
-		return Reply{250, "2.0.0", fmt.Sprintf("Ok: %d bytes", s.txn.chunked)}
+		return outcome.New(250, "2.0.0", fmt.Sprintf("Ok: %d bytes", s.txn.chunked))
 	}
 	s.lastCmd = "END-OF-MESSAGE"
 	total := s.txn.chunked
 	r := s.finishMessage(m, body)
 	s.txn = txn{}
-	if r.ok() {
+	if r.OK() {
 		r.Text = fmt.Sprintf("Ok: %d bytes queued as %s", total, m.ID())
 		s.counts[cmdBdat][0]++
 		s.send(r)
 	} else if !s.closing {
 		s.fail(r)
 	}
-	return Reply{}
+	return outcome.Reply{}
 }

@@ -37,6 +37,7 @@ import (
 	"mailsrv/config"
 	"mailsrv/internal/tlsutil"
 	"mailsrv/maillog"
+	"mailsrv/outcome"
 	"mailsrv/rewrite"
 	"mailsrv/rewrite/cleanup"
 )
@@ -51,7 +52,7 @@ type Queue interface {
 type Message interface {
 	io.Writer
 	ID() string
-	Reject(*cleanup.Error)
+	Reject(outcome.Reply)
 	Finish() error
 	Abort()
 }
@@ -79,7 +80,7 @@ type Server struct {
 	limit int                            // concurrent sessions (the service's process_limit)
 	// notify is the problem classes of notify_classes whose sessions
 	// end with a transcript to error_notice_recipient.
-	notify int
+	notify outcome.Class
 
 	check              *checker
 	mynetworks         *clientList
@@ -161,7 +162,7 @@ type Options struct {
 func New(o Options) (*Server, error) {
 	p := o.Params
 	s := &Server{p: p, name: o.Service, log: o.Log, rw: o.Rewrite, queue: o.Queue, flush: o.Flush, limit: o.Limit,
-		resolver: o.Resolver, clients: map[netip.Addr]int{}, notify: notifyMask(o.Params.NotifyClasses)}
+		resolver: o.Resolver, clients: map[netip.Addr]int{}, notify: outcome.Classes(o.Params.NotifyClasses)}
 	if s.limit <= 0 {
 		s.limit = p.DefaultProcessLimit
 	}

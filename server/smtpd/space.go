@@ -2,9 +2,11 @@ package smtpd
 
 import (
 	"golang.org/x/sys/unix"
+
+	"mailsrv/outcome"
 )
 
-var replyNoSpace = Reply{452, "4.3.1", "Insufficient system storage"}
+var replyNoSpace = outcome.New(452, "4.3.1", "Insufficient system storage").WithClass(outcome.Resource)
 
 // checkSpace refuses a transaction when the queue file system is nearly
 // full, as Postfix's smtpd does at MAIL FROM: free space below
@@ -12,7 +14,7 @@ var replyNoSpace = Reply{452, "4.3.1", "Insufficient system storage"}
 // plus 1.5 times the size the client announced. Better a 452 now than a
 // write error after the client has sent the whole message; and the
 // refusal ends by itself when space comes back.
-func (s *session) checkSpace(size int64) *Reply {
+func (s *session) checkSpace(size int64) *outcome.Reply {
 	var st unix.Statfs_t
 	if err := unix.Statfs(s.srv.p.QueueDirectory, &st); err != nil {
 		return nil // cannot tell: let the write decide

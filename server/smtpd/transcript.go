@@ -4,54 +4,18 @@ import (
 	"fmt"
 	"strings"
 
+	"mailsrv/outcome"
 	"mailsrv/queue"
 	"mailsrv/rewrite/cleanup"
 )
 
-// Problem classes of notify_classes that a session can run into. A
-// session with a problem of a class the postmaster asked for ends with a
-// transcript of the conversation mailed to error_notice_recipient, as
-// Postfix's smtpd does: a misconfigured client or somebody trying things
-// is worth a look.
-const (
-	problemPolicy   = 1 << iota // refused by a restriction
-	problemProtocol             // syntax, sequence, unknown commands
-	problemResource             // the queue could not take the message
-	problemSoftware             // an internal error
-	problemBounce               // a message refused for its size or hops
-)
-
-var problemClasses = map[string]int{
-	"policy": problemPolicy, "protocol": problemProtocol, "resource": problemResource,
-	"software": problemSoftware, "bounce": problemBounce,
-}
-
-// notifyMask is the set of problem classes in notify_classes.
-func notifyMask(classes []string) int {
-	m := 0
-	for _, c := range classes {
-		m |= problemClasses[strings.ToLower(strings.TrimSpace(c))]
-	}
-	return m
-}
-
-// problemOf classifies an error reply as the Postfix smtpd that sends it
-// does. Refusals by restrictions are marked where they are logged.
-func problemOf(r Reply) int {
-	switch {
-	case r.Code < 400:
-		return 0
-	case strings.Contains(r.Text, "Error: internal error"):
-		return problemSoftware
-	case r.Code == cleanup.ErrWrite.Code && r.Text == cleanup.ErrWrite.Text || r == replyNoSpace:
-		return problemResource
-	case r.Enhanced == "5.3.4" || r.Enhanced == "5.4.0":
-		return problemBounce
-	case strings.HasPrefix(r.Enhanced, "5.5.") || r.Code >= 500 && r.Code <= 504:
-		return problemProtocol
-	}
-	return 0
-}
+// A session with a problem of a notify_classes class the postmaster
+// asked for (outcome.Class: a refusal by a restriction is policy, a
+// syntax or sequence error protocol, a queue that could not take the
+// message resource, an internal error software, a message too big or
+// looping bounce) ends with a transcript of the conversation mailed to
+// error_notice_recipient, as Postfix's smtpd does: a misconfigured client
+// or somebody trying things is worth a look.
 
 // historyLineLimit bounds one transcript line: a client controls what it
 // sends.
@@ -103,7 +67,7 @@ func safeText(s string) string {
 }
 
 // problem marks the session with a problem class.
-func (s *session) problem(class int) { s.problems |= class }
+func (s *session) problem(class outcome.Class) { s.problems |= class }
 
 // chatReset starts a new transcript once the current one is longer than
 // threshold lines (smtpd_history_flush_threshold at EHLO, RSET and end of
