@@ -69,7 +69,8 @@ func ServeAgent(ctx context.Context, c <-chan *Delivery, n int, log *maillog.Log
 // and the worker goes on.
 func run(d *Delivery, log *maillog.Logger, a Agent) {
 	d.log = log
-	d.handed = time.Now()
+	rc := d.rep.(*recorder)
+	rc.handed = time.Now()
 	defer func() {
 		if r := recover(); r != nil {
 			log.Warnf("%s: delivery agent panic: %v", d.ID, r)
@@ -83,7 +84,7 @@ func run(d *Delivery, log *maillog.Logger, a Agent) {
 				d.Defer(r, outcome.Status{DSN: "4.3.0", Text: "unknown mail transport error"})
 			}
 		}
-		d.done <- d
+		rc.done <- d
 	}()
 	a.Deliver(d)
 }

@@ -126,7 +126,8 @@ type message struct {
 	traced   bool // a success went to the trace log in this pass
 	flush    bool // released by postqueue -f/-i/-s: deliver defer_transports too
 	retry    bool // tried before: it may have status logs from then
-	// flushed are the domains this pass told the flush service about.
+	// flushed are the domains of recipients deferred in this pass: the
+	// flush service logs the message for them.
 	flushed map[string]bool
 }
 
@@ -483,9 +484,8 @@ func (m *Manager) schedule(msg *message) {
 
 // qmgrReport reports a recipient qmgr settles itself, with qmgr's logger.
 func (m *Manager) qmgrReport(msg *message, r *Recipient, state outcome.State, st outcome.Status) {
-	d := &Delivery{ID: msg.id, Arrival: msg.f.Arrival, file: msg.f, q: m.q, log: m.log,
-		soft: m.p.SoftBounce, wantReport: wantsReport(msg.f), Verify: verifyOnly(msg.f),
-		decimals: m.p.DelayLoggingResolutionLimit, active: msg.active}
+	d := m.newDelivery(Request{ID: msg.id, Arrival: msg.f.Arrival, Verify: verifyOnly(msg.f)}, msg, nil)
+	d.log = m.log
 	switch state {
 	case sent:
 		d.Sent(r, st)
@@ -505,8 +505,8 @@ func (m *Manager) qmgrReport(msg *message, r *Recipient, state outcome.State, st
 	msg.bounced = msg.bounced || r.failedMember
 }
 
-// flushLog tells the fast flush service that a message waits for the
-// domain of a deferred recipient, once per domain and pass.
+// flushLog notes the domain of a deferred recipient, for the fast flush
+// service to log once the message is in deferred (finish).
 func (m *Manager) flushLog(msg *message, r *Recipient) {
 	if m.o.Flush == nil {
 		return
@@ -515,17 +515,10 @@ func (m *Manager) flushLog(msg *message, r *Recipient) {
 	if at < 0 || at == len(r.Addr)-1 {
 		return
 	}
-	site := strings.ToLower(r.Addr[at+1:])
-	if msg.flushed[site] {
-		return
-	}
 	if msg.flushed == nil {
 		msg.flushed = map[string]bool{}
 	}
-	msg.flushed[site] = true
-	if err := m.o.Flush.Add(site, msg.id); err != nil {
-		m.log.Warnf("%s: flush service failure: %v", msg.id, err)
-	}
+	msg.flushed[strings.ToLower(r.Addr[at+1:])] = true
 }
 
 // TraceFlags is the queue file attribute of a message whose sender asked
@@ -598,25 +591,34 @@ transports:
 
 func (m *Manager) delivery(t *transport, d *dest, e *entry) *Delivery {
 	f := e.msg.f
-	return &Delivery{
+	return m.newDelivery(Request{
 		ID: f.ID, Transport: t.name, Nexthop: e.nexthop, Sender: f.Sender,
 		Arrival: f.Arrival, Attrs: f.Attrs, Size: f.ContentSize, Recipients: e.rcpts,
-		Ctx: m.o.Hard, file: f, q: m.q, soft: m.p.SoftBounce, wantReport: wantsReport(f), Verify: verifyOnly(f), Flush: e.msg.flush,
-		decimals: m.p.DelayLoggingResolutionLimit, active: e.msg.active,
-		msg: e.msg, dest: d, done: m.done,
-	}
+		Content: f.Content, Ctx: m.o.Hard, Verify: verifyOnly(f), Flush: e.msg.flush,
+	}, e.msg, d)
+}
+
+// newDelivery makes a delivery of a message whose reports go to qmgr's
+// recorder (dest is nil for what qmgr settles itself).
+func (m *Manager) newDelivery(req Request, msg *message, d *dest) *Delivery {
+	rc := &recorder{file: msg.f, q: m.q, soft: m.p.SoftBounce, wantReport: wantsReport(msg.f),
+		decimals: m.p.DelayLoggingResolutionLimit, active: msg.active, msg: msg, dest: d, done: m.done}
+	dl := &Delivery{Request: req, rep: rc}
+	rc.d = dl
+	return dl
 }
 
 // completed takes a delivery's result.
 func (m *Manager) completed(dl *Delivery) {
 	m.inflight--
-	d, msg := dl.dest, dl.msg
+	rc := dl.rep.(*recorder)
+	d, msg := rc.dest, rc.msg
 	t := m.transports[dl.Transport]
 	t.busy--
 	d.busy--
-	if dl.siteErr != nil {
+	if rc.siteErr != nil {
 		if d.negative(t) {
-			m.kill(t, d, *dl.siteErr)
+			m.kill(t, d, *rc.siteErr)
 		}
 	} else {
 		d.positive(t)
@@ -755,6 +757,15 @@ func (m *Manager) finish(msg *message) {
 	}
 	if err := m.q.Move(id, queue.Active, queue.Deferred); err != nil {
 		m.log.Warnf("%s: cannot move to %s: %v", id, queue.Deferred, err)
+		return
+	}
+	// Only now that it waits in deferred may ETRN find the message:
+	// a flush that read the log while it was still in active would
+	// skip it and empty the log.
+	for site := range msg.flushed {
+		if err := m.o.Flush.Add(site, id); err != nil {
+			m.log.Warnf("%s: flush service failure: %v", id, err)
+		}
 	}
 }
 
