@@ -128,3 +128,5 @@ func listen(typ, addr string) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	return lc.Listen(context.Background(), "tcp", addr)
 }
+
+var _ net.Listener = (*listenerHandle)(nil)
