@@ -130,44 +130,14 @@ hash_queue_depth = 2
 			t.Fatalf("start: %d %q", code, errOut)
 		}
 	}
-	var mu sync.Mutex
-	accepted := map[int]bool{}
-	next := 0
-	send := func(stop <-chan struct{}, until int) {
-		var wg sync.WaitGroup
-		for range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					mu.Lock()
-					seq := next
-					next++
-					mu.Unlock()
-					if seq >= until {
-						return
-					}
-					if relaySeq(addr, seq) {
-						mu.Lock()
-						accepted[seq] = true
-						mu.Unlock()
-					}
-				}
-			}()
-		}
-		wg.Wait()
-	}
+	l := newLoad()
+	send := func(seq int) bool { return relaySeq(addr, seq) }
 
 	start()
 	killAt := total/3 + rand.IntN(total/3)
 	killed := make(chan struct{})
 	sent := make(chan struct{})
-	go func() { send(killed, total); close(sent) }()
+	go func() { l.run(clients, total, killed, send); close(sent) }()
 	// Wait for the kill point with deliveries in flight: files in active
 	// whose mtime (the recorded retry time) is ahead.
 	inFlight := func() []string {
@@ -181,9 +151,7 @@ hash_queue_depth = 2
 		return ids
 	}
 	testutil.Eventually(t, fmt.Sprintf("%d messages accepted and deliveries in flight", killAt), func() bool {
-		mu.Lock()
-		n := len(accepted)
-		mu.Unlock()
+		n, _ := l.counts()
 		return n >= killAt && len(inFlight()) > 0
 	})
 	pid := readPID(t, dir)
@@ -204,9 +172,8 @@ hash_queue_depth = 2
 			missing++
 		}
 	}
-	mu.Lock()
-	t.Logf("SIGKILL with %d accepted; %d deliveries in flight, %d of them to a hash directory that does not exist", len(accepted), len(flying), missing)
-	mu.Unlock()
+	n, _ := l.counts()
+	t.Logf("SIGKILL with %d accepted; %d deliveries in flight, %d of them to a hash directory that does not exist", n, len(flying), missing)
 	if len(flying) == 0 {
 		b, _ := os.ReadFile(filepath.Join(dir, "maillog"))
 		t.Fatalf("no delivery was in flight at the kill:\n%s", b[max(0, len(b)-3000):])
@@ -225,7 +192,7 @@ hash_queue_depth = 2
 
 	start()
 	defer mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
-	send(nil, total)
+	l.run(clients, total, nil, send)
 	hop.accept.Store(true)
 	deadline := time.Now().Add(2 * time.Minute)
 	lastFlush := time.Time{}
@@ -242,11 +209,10 @@ hash_queue_depth = 2
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	hop.mu.Lock()
 	defer hop.mu.Unlock()
 	lost := 0
+	accepted := l.accepted
 	for seq := range accepted {
 		if hop.got[seq] == 0 {
 			lost++

@@ -169,57 +169,29 @@ func crashLosesNothing(t *testing.T, unprivileged bool) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	first := total/8 + rng.IntN(total*3/8)
 	second := first + total/8 + rng.IntN(total*3/8-total/8)
-	var mu sync.Mutex
-	accepted := map[int]bool{}
-	next := 0
+	l := newLoad()
+	send := func(seq int) bool { return sendSeq(addr, seq, boxes, true) }
 	for round, killAt := range []int{first, second, -1} {
 		start()
-		killed := make(chan struct{})
-		var wg sync.WaitGroup
-		for range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-killed:
-						return
-					default:
-					}
-					mu.Lock()
-					seq := next
-					next++
-					mu.Unlock()
-					if seq >= total {
-						return
-					}
-					if sendSeq(addr, seq, boxes, true) {
-						mu.Lock()
-						accepted[seq] = true
-						mu.Unlock()
-					}
-				}
-			}()
-		}
 		if killAt < 0 {
-			wg.Wait()
+			l.run(clients, total, nil, send)
 			break
 		}
+		killed, sent := make(chan struct{}), make(chan struct{})
+		go func() { l.run(clients, total, killed, send); close(sent) }()
 		testutil.Eventually(t, fmt.Sprintf("%d messages accepted", killAt), func() bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return len(accepted) >= killAt || next >= total
+			n, tried := l.counts()
+			return n >= killAt || tried >= total
 		})
 		pid := readPID(t, dir)
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		close(killed)
-		wg.Wait()
+		<-sent
 		testutil.Eventually(t, "the daemon to die", func() bool { return syscall.Kill(pid, 0) != nil })
-		mu.Lock()
-		t.Logf("round %d: SIGKILL with %d messages accepted, %d queued; restarting", round+1, len(accepted), queued(dir))
-		mu.Unlock()
+		n, _ := l.counts()
+		t.Logf("round %d: SIGKILL with %d messages accepted, %d queued; restarting", round+1, n, queued(dir))
 	}
 	defer mailsrv(t, dir, "mailsrv", "-c", "mailsrv.toml", "postfix", "stop")
 	deadline := time.Now().Add(90 * time.Second)
@@ -232,6 +204,7 @@ func crashLosesNothing(t *testing.T, unprivileged bool) {
 	}
 	got := delivered(t, dir)
 	lost, dups, returned := 0, 0, 0
+	accepted := l.accepted
 	for seq := range accepted {
 		if bounces(seq) {
 			returned++
@@ -246,6 +219,55 @@ func crashLosesNothing(t *testing.T, unprivileged bool) {
 	}
 	t.Logf("crash test: %d accepted (%d of them returned to their sender), %d lost, %d duplicates (%d messages in mailboxes that never got their 250)",
 		len(accepted), returned, lost, dups, len(got)-len(accepted))
+}
+
+// load sends numbered messages from several clients at once and keeps
+// which of them got a 250.
+type load struct {
+	mu       sync.Mutex
+	next     int
+	accepted map[int]bool
+}
+
+func newLoad() *load { return &load{accepted: map[int]bool{}} }
+
+// run sends the messages from next up to until with clients concurrent
+// clients, until they are all sent or stop is closed; send reports a 250.
+func (l *load) run(clients, until int, stop <-chan struct{}, send func(seq int) bool) {
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				l.mu.Lock()
+				seq := l.next
+				l.next++
+				l.mu.Unlock()
+				if seq >= until {
+					return
+				}
+				if send(seq) {
+					l.mu.Lock()
+					l.accepted[seq] = true
+					l.mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// counts returns how many messages got a 250 and how many were tried.
+func (l *load) counts() (accepted, tried int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.accepted), l.next
 }
 
 // bounces tells the messages sendSeq addresses to an unknown mailbox.

@@ -203,7 +203,7 @@ func (m *Manager) delivery(t *transport, d *dest, e *entry) *Delivery {
 func (m *Manager) newDelivery(req Request, msg *message, d *dest) *Delivery {
 	rc := &recorder{file: msg.f, q: m.q, soft: m.p.SoftBounce, wantReport: wantsReport(msg.f),
 		decimals: m.p.DelayLoggingResolutionLimit, active: msg.active, msg: msg, dest: d, done: m.done}
-	dl := &Delivery{Request: req, rep: rc}
+	dl := NewDelivery(req, rc, nil) // the agent's logger comes with the agent
 	rc.d = dl
 	return dl
 }

@@ -572,18 +572,7 @@ maximal_backoff_time = "2h"
 	// Each flush below comes within the minute the client would
 	// otherwise skip the host; the host is down again in between, so
 	// each one finds it dead in the client's memory.
-	up := func() func() {
-		mxs := &fakeMX{name: "mx.down.test"}
-		l, err := net.Listen("tcp", net.JoinHostPort(host, port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		mxs.ln = l
-		mxs.srv = gosmtp.NewServer(mxs)
-		mxs.srv.Domain = "mx.down.test"
-		go mxs.srv.Serve(l)
-		return func() { mxs.srv.Close() }
-	}
+	up := func() func() { return mxAt(t, net.JoinHostPort(host, port), "mx.down.test") }
 	deferOne("f@down.test")
 	down := up()
 	if _, err := Call(queueDir, Request{Cmd: "flush"}, 10*time.Second); err != nil {
@@ -735,17 +724,7 @@ maximal_backoff_time = "2h"
 		t.Error("a flush log for other.test, which is not in fast_flush_domains")
 	}
 
-	up := func() func() {
-		mx := &fakeMX{name: "mx.backup.test"}
-		l, err := net.Listen("tcp", net.JoinHostPort(host, port))
-		if err != nil {
-			t.Fatal(err)
-		}
-		mx.ln, mx.srv = l, gosmtp.NewServer(mx)
-		mx.srv.Domain = "mx.backup.test"
-		go mx.srv.Serve(l)
-		return func() { mx.srv.Close() }
-	}
+	up := func() func() { return mxAt(t, net.JoinHostPort(host, port), "mx.backup.test") }
 	down := up()
 
 	c, err := net.Dial("tcp", addr)
@@ -807,4 +786,19 @@ maximal_backoff_time = "2h"
 	if !strings.Contains(readLog(dir), "warning: reject: ETRN other.test... from ") {
 		t.Error("no warning for the refused ETRN")
 	}
+}
+
+// mxAt starts a fake MX named name on addr (a host that was down comes
+// back); the returned function takes it down again.
+func mxAt(t *testing.T, addr, name string) (stop func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mx := &fakeMX{name: name, ln: l}
+	mx.srv = gosmtp.NewServer(mx)
+	mx.srv.Domain = name
+	go mx.srv.Serve(l)
+	return func() { mx.srv.Close() }
 }
