@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"mailsrv/config"
+	"mailsrv/internal/resolver"
 	"mailsrv/internal/tlsutil"
 	"mailsrv/maillog"
 	"mailsrv/maps"
@@ -48,7 +49,7 @@ import (
 // Agent is smtp(8) (and relay, which is the same program).
 type Agent struct {
 	p        *config.Params
-	dns      *Resolver
+	dns      *resolver.Resolver
 	policy   []*maps.Map
 	passwd   []*maps.Map
 	roots    *x509.CertPool
@@ -77,7 +78,7 @@ const deadTime = 60 * time.Second
 // New builds the client for a transport's parameters. isOwn says whether
 // an address is this host's (mail that would loop back is refused).
 func New(p *config.Params, isOwn func(netip.Addr) bool) (*Agent, error) {
-	r, err := NewResolver(p.DNSServers)
+	r, err := resolver.NewResolver(p.DNSServers)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +200,7 @@ func (a *Agent) serversOf(ctx context.Context, hop string) ([]server, *outcome.S
 		host, prt = h, pn
 	}
 	dnsFail := func(err error) *outcome.Status {
-		var de *DNSError
+		var de *resolver.DNSError
 		if errors.As(err, &de) && de.NotFound {
 			return &outcome.Status{DSN: "5.4.4", Text: de.Error()}
 		}

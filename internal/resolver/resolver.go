@@ -1,25 +1,27 @@
-package smtp
+// Package resolver is the project's DNS client: it asks DNS servers
+// directly (miekg/dns), so that NXDOMAIN, NODATA and server failures can
+// be told apart as Postfix does (the system resolver hides those
+// differences), and so that tests point it at a fake server on
+// loopback. The smtp client finds mail exchangers with it, smtpd's
+// restrictions look up DNS lists and domains.
+package resolver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/miekg/dns"
 )
 
-// Resolver asks DNS servers directly (miekg/dns), so that MX answers,
-// NXDOMAIN, NODATA and server failures can be told apart as Postfix
-// does; the system resolver hides those differences. Its servers come
-// from /etc/resolv.conf unless mailsrv_dns_servers names others.
+// Resolver asks its DNS servers in turn: those of /etc/resolv.conf
+// unless mailsrv_dns_servers names others.
 type Resolver struct {
 	servers []string
 	client  *dns.Client
@@ -188,17 +190,16 @@ func (r *Resolver) Addrs(ctx context.Context, host string, protocols []string) (
 	return out, nil
 }
 
-// knownPorts are Postfix's known_tcp_ports.
-var knownPorts = map[string]int{"smtp": 25, "lmtp": 24, "submission": 587, "submissions": 465, "smtps": 465}
-
-// port reads a port number or service name.
-func port(s string) (int, error) {
-	if p, ok := knownPorts[strings.ToLower(s)]; ok {
-		return p, nil
+// TXT returns the texts of name's TXT records, each record's strings
+// joined.
+func (r *Resolver) TXT(ctx context.Context, name string) ([]string, error) {
+	ans, err := r.follow(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return nil, err
 	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 65535 {
-		return 0, errors.New("bad port " + strconv.Quote(s))
+	var out []string
+	for _, rr := range ans {
+		out = append(out, strings.Join(rr.(*dns.TXT).Txt, ""))
 	}
-	return n, nil
+	return out, nil
 }
