@@ -193,6 +193,9 @@ type Params struct {
 	SmtpdDiscardEhloKeywords         []string      `pf:"smtpd_discard_ehlo_keywords" def:"" doc:"EHLO keywords not to announce"`
 	SmtpdPerRequestDeadline          bool          `pf:"smtpd_per_request_deadline" def:"no" doc:"make smtpd_timeout a deadline for a whole command or message"`
 	SmtpdMinDataRate                 int           `pf:"smtpd_min_data_rate" def:"500" min:"1" doc:"bytes per second a client must keep up with a per-request deadline"`
+	RBLReplyMaps                     []string      `pf:"rbl_reply_maps" kind:"maps" def:"" doc:"reply templates per DNS list domain"`
+	DefaultRBLReply                  string        `pf:"default_rbl_reply" expand:"delivery" def:"$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using $rbl_domain${rbl_reason?; $rbl_reason}" doc:"reply template for a client, helo, sender or recipient on a DNS block list"`
+	MapsRBLRejectCode                int           `pf:"maps_rbl_reject_code" def:"554" doc:"$rbl_code of the DNS list replies"`
 	AccessMapRejectCode              int           `pf:"access_map_reject_code" def:"554" doc:"reply code for REJECT in an access table"`
 	AccessMapDeferCode               int           `pf:"access_map_defer_code" def:"450" doc:"reply code for DEFER in an access table"`
 	RejectCode                       int           `pf:"reject_code" def:"554" doc:"reply code for the reject restriction"`

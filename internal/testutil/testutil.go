@@ -12,9 +12,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Eventually polls cond until it holds, failing the test when it still
@@ -121,4 +125,74 @@ default_login_user = dovenull
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// DNS is a fake DNS server on loopback, for resolver.Resolver through
+// mailsrv_dns_servers. Records are keyed "name TYPE" (lower case, no
+// trailing dot) with their data as in a zone file ("127.0.0.2", a TXT's
+// text, "10 mx.example."). A name in ServFail gets SERVFAIL, one in Hang
+// no answer at all; a name with records of other types only gets an
+// empty answer, any other name NXDOMAIN.
+type DNS struct {
+	Addr     string
+	records  map[string][]string
+	servFail map[string]bool
+	hang     map[string]bool
+}
+
+// StartDNS serves records until the test ends.
+func StartDNS(t testing.TB, records map[string][]string, servFail, hang []string) *DNS {
+	t.Helper()
+	d := &DNS{records: records, servFail: map[string]bool{}, hang: map[string]bool{}}
+	for _, n := range servFail {
+		d.servFail[n] = true
+	}
+	for _, n := range hang {
+		d.hang[n] = true
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Addr = pc.LocalAddr().String()
+	srv := &dns.Server{PacketConn: pc, Handler: d}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return d
+}
+
+func (d *DNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	if len(req.Question) != 1 {
+		return
+	}
+	q := req.Question[0]
+	name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
+	if d.hang[name] {
+		return
+	}
+	m := new(dns.Msg)
+	m.SetReply(req)
+	typ := dns.TypeToString[q.Qtype]
+	known := false
+	for key := range d.records {
+		if strings.HasPrefix(key, name+" ") {
+			known = true
+		}
+	}
+	switch {
+	case d.servFail[name]:
+		m.Rcode = dns.RcodeServerFailure
+	case !known:
+		m.Rcode = dns.RcodeNameError
+	default:
+		for _, data := range d.records[name+" "+typ] {
+			if q.Qtype == dns.TypeTXT {
+				data = strconv.Quote(data)
+			}
+			if rr, err := dns.NewRR(fmt.Sprintf("%s 60 IN %s %s", q.Name, typ, data)); err == nil {
+				m.Answer = append(m.Answer, rr)
+			}
+		}
+	}
+	_ = w.WriteMsg(m)
 }

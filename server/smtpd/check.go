@@ -44,6 +44,7 @@ var classText = [...]string{
 type restriction struct {
 	name  string
 	table *maps.Map // check_*_access
+	list  dnsxlList // DNS block and allow lists
 }
 
 // restrictionsWithTable take the next list element as a table.
@@ -82,6 +83,14 @@ type checker struct {
 
 	localRcpt, virtualMailbox, relayRcpt, virtualAlias, canonical []*maps.Map
 	senderLogins                                                  []*maps.Map
+
+	// DNS lists: rbl_reply_maps; whether any list is used (smtpd then
+	// needs a resolver); the client-address lists, asked when a
+	// session starts.
+	rblReplyMaps    []*maps.Map
+	usesDNSXL       bool
+	usesClientDNSXL bool
+	clientDNSXL     []dnsxlList
 }
 
 func newChecker(p *config.Params, rw *rewrite.Rewriter, log *maillog.Logger, mynetworks *clientList) (*checker, error) {
@@ -132,6 +141,7 @@ func newChecker(p *config.Params, rw *rewrite.Rewriter, log *maillog.Logger, myn
 		{"virtual_alias_maps", p.VirtualAliasMaps, &c.virtualAlias},
 		{"canonical_maps", append(append([]string(nil), p.RecipientCanonicalMaps...), p.CanonicalMaps...), &c.canonical},
 		{"smtpd_sender_login_maps", p.SmtpdSenderLoginMaps, &c.senderLogins},
+		{"rbl_reply_maps", p.RBLReplyMaps, &c.rblReplyMaps},
 	}
 	for _, t := range tables {
 		m, err := maps.OpenAll(t.in)
@@ -158,6 +168,21 @@ func (c *checker) compile(param string, items []string) ([]restriction, error) {
 				return nil, fmt.Errorf("%s: %s: %w", param, name, err)
 			}
 			out = append(out, restriction{name: name, table: m})
+		case restrictionsWithDomain[name]:
+			if i+1 >= len(items) {
+				return nil, fmt.Errorf("%s: %s needs a DNS list domain argument", param, name)
+			}
+			i++
+			l, err := parseDNSXL(items[i])
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", param, name, err)
+			}
+			c.usesDNSXL = true
+			if name == "reject_rbl_client" || name == "reject_rbl" || name == "permit_dnswl_client" {
+				c.usesClientDNSXL = true
+				c.clientDNSXL = append(c.clientDNSXL, l)
+			}
+			out = append(out, restriction{name: name, list: l})
 		case simpleRestrictions[name]:
 			out = append(out, restriction{name: name})
 		case c.isClass(items[i]):
@@ -384,6 +409,16 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 		if c.rw.IsOwnAddress(s.clientAddr) {
 			return permit, nil
 		}
+	case "reject_rbl_client", "reject_rbl", "permit_dnswl_client", "reject_rhsbl_client", "reject_rhsbl_reverse_client",
+		"reject_rhsbl_helo", "reject_rhsbl_sender", "reject_rhsbl_recipient", "permit_rhswl_client":
+		if strings.HasPrefix(r.name, "permit_") && st.rcpt != "" {
+			// An allow list never permits relaying (Postfix's
+			// safety): at RCPT only a recipient we accept anyway.
+			if v, rep := c.apply(st, class, restriction{name: "permit_auth_destination"}); v != permit {
+				return dunno, rep
+			}
+		}
+		return c.dnsxl(st, r)
 	case "reject_unauth_pipelining":
 		// Improper pipelining already ends the session
 		// (smtpd_forbid_unauth_pipelining); nothing is left to judge.

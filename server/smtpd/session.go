@@ -58,8 +58,9 @@ type session struct {
 	connReject *outcome.Reply
 	closing    bool
 
-	txn  txn
-	line []byte // reused command buffer
+	txn   txn
+	line  []byte     // reused command buffer
+	dnsxl dnsxlCache // DNS list answers of this session
 
 	// The transcript for a postmaster notice (notify_classes), and the
 	// problem classes met since it started.
@@ -244,6 +245,7 @@ func (s *session) run() {
 		s.send(reply(421, "4.7.0", "%s Error: too many connections from %s", s.hostname(), s.clientAddr))
 		return
 	}
+	s.prefetchDNSXL()
 	if !srv.p.SmtpdDelayReject {
 		// Without smtpd_delay_reject the client list runs now; a
 		// refusal answers every MAIL and RCPT of the session.

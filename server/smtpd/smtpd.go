@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"mailsrv/config"
+	"mailsrv/internal/resolver"
 	"mailsrv/internal/tlsutil"
 	"mailsrv/maillog"
 	"mailsrv/outcome"
@@ -98,6 +99,8 @@ type Server struct {
 	wrapper  bool
 	// passwd checks SASL passwords (nil: AUTH is not offered).
 	passwd authenticator
+	// dns looks up DNS lists (nil when no restriction uses one).
+	dns *resolver.Resolver
 
 	mu      sync.Mutex
 	clients map[netip.Addr]int // sessions per client address (anvil)
@@ -213,6 +216,11 @@ func New(o Options) (*Server, error) {
 	}
 	if s.check, err = newChecker(p, o.Rewrite, o.Log, s.mynetworks); err != nil {
 		return nil, err
+	}
+	if s.check.usesDNSXL {
+		if s.dns, err = resolver.NewResolver(p.DNSServers); err != nil {
+			return nil, fmt.Errorf("DNS lists: %w", err)
+		}
 	}
 	return s, nil
 }
