@@ -150,61 +150,67 @@ type Params struct {
 	MimeNestingLimit        int      `pf:"mime_nesting_limit" def:"100" doc:"deepest MIME nesting inspected"`
 
 	// smtpd.
-	SmtpdBanner                      string        `pf:"smtpd_banner" def:"$myhostname ESMTP $mail_name" doc:"text after 220 in the SMTP greeting"`
-	SmtpdTimeout                     time.Duration `pf:"smtpd_timeout" unit:"s" def:"300s" doc:"time limit for a client to send a command or data"`
-	SmtpdRecipientLimit              int           `pf:"smtpd_recipient_limit" def:"1000" doc:"most recipients accepted per message"`
-	SmtpdRecipientOvershootLimit     int           `pf:"smtpd_recipient_overshoot_limit" def:"1000" doc:"recipients past the limit before each one counts as an error"`
-	SmtpdHardErrorLimit              int           `pf:"smtpd_hard_error_limit" def:"20" doc:"errors before smtpd disconnects"`
-	SmtpdSoftErrorLimit              int           `pf:"smtpd_soft_error_limit" def:"10" doc:"errors before smtpd slows down its replies"`
-	SmtpdErrorSleepTime              time.Duration `pf:"smtpd_error_sleep_time" unit:"s" def:"1s" doc:"reply delay once the soft error limit is reached"`
-	SmtpdJunkCommandLimit            int           `pf:"smtpd_junk_command_limit" def:"100" doc:"NOOP/VRFY/ETRN/RSET commands before each one counts as an error"`
-	SmtpdHistoryFlushThreshold       int           `pf:"smtpd_history_flush_threshold" def:"100" doc:"lines of session transcript kept for a postmaster notice before EHLO, RSET or end of DATA starts a new one"`
-	SmtpdHeloRequired                bool          `pf:"smtpd_helo_required" def:"no" doc:"require HELO or EHLO before MAIL FROM"`
-	DisableVrfyCommand               bool          `pf:"disable_vrfy_command" def:"no" doc:"turn off the VRFY command"`
-	SmtpdDelayReject                 bool          `pf:"smtpd_delay_reject" def:"yes" doc:"evaluate client, helo and sender restrictions at RCPT TO"`
-	SmtpdClientRestrictions          []string      `pf:"smtpd_client_restrictions" def:"" doc:"restrictions on the client's address and name"`
-	SmtpdHeloRestrictions            []string      `pf:"smtpd_helo_restrictions" def:"" doc:"restrictions on the HELO/EHLO name"`
-	SmtpdSenderRestrictions          []string      `pf:"smtpd_sender_restrictions" def:"" doc:"restrictions on MAIL FROM"`
-	SmtpdRelayRestrictions           []string      `pf:"smtpd_relay_restrictions" def:"permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination" doc:"relay control, evaluated at RCPT TO before smtpd_recipient_restrictions"`
-	SmtpdRecipientRestrictions       []string      `pf:"smtpd_recipient_restrictions" def:"" doc:"restrictions on RCPT TO"`
-	SmtpdDataRestrictions            []string      `pf:"smtpd_data_restrictions" def:"" doc:"restrictions at DATA or the first BDAT"`
-	SmtpdEndOfDataRestrictions       []string      `pf:"smtpd_end_of_data_restrictions" def:"" doc:"restrictions after the end of the message"`
-	SmtpdEtrnRestrictions            []string      `pf:"smtpd_etrn_restrictions" def:"" doc:"restrictions on ETRN"`
-	SmtpdRestrictionClasses          []string      `pf:"smtpd_restriction_classes" def:"" doc:"names of user-defined restriction lists"`
-	SmtpdRejectUnlistedRecipient     bool          `pf:"smtpd_reject_unlisted_recipient" def:"yes" doc:"reject recipients unknown in local and virtual domains"`
-	SmtpdRejectUnlistedSender        bool          `pf:"smtpd_reject_unlisted_sender" def:"no" doc:"reject senders unknown in local and virtual domains"`
-	SmtpdNullAccessLookupKey         string        `pf:"smtpd_null_access_lookup_key" def:"<>" doc:"access table key for the null sender"`
-	RelayDomainsRejectCode           int           `pf:"relay_domains_reject_code" def:"554" doc:"reply code for relay access denied"`
-	UnknownLocalRecipientRejectCode  int           `pf:"unknown_local_recipient_reject_code" def:"550" doc:"reply code for unknown local recipients"`
-	UnknownVirtualMailboxRejectCode  int           `pf:"unknown_virtual_mailbox_reject_code" def:"550" doc:"reply code for unknown virtual mailboxes"`
-	UnknownVirtualAliasRejectCode    int           `pf:"unknown_virtual_alias_reject_code" def:"550" doc:"reply code for unknown virtual aliases"`
-	UnknownRelayRecipientRejectCode  int           `pf:"unknown_relay_recipient_reject_code" def:"550" doc:"reply code for unknown relay recipients"`
-	RelayRecipientMaps               []string      `pf:"relay_recipient_maps" kind:"maps" def:"" doc:"valid recipients in relay_domains (empty = any)"`
-	SmtpdClientConnectionCountLimit  int           `pf:"smtpd_client_connection_count_limit" def:"50" doc:"simultaneous connections per client address"`
-	SmtpdClientConnectionRateLimit   int           `pf:"smtpd_client_connection_rate_limit" def:"0" doc:"connections per client per anvil_rate_time_unit (0 = no limit)"`
-	SmtpdClientMessageRateLimit      int           `pf:"smtpd_client_message_rate_limit" def:"0" doc:"messages per client per anvil_rate_time_unit (0 = no limit)"`
-	SmtpdClientRecipientRateLimit    int           `pf:"smtpd_client_recipient_rate_limit" def:"0" doc:"recipients per client per anvil_rate_time_unit (0 = no limit)"`
-	SmtpdClientEventLimitExceptions  []string      `pf:"smtpd_client_event_limit_exceptions" def:"$mynetworks" doc:"clients exempt from the per-client limits"`
-	SmtpdClientAuthRateLimit         int           `pf:"smtpd_client_auth_rate_limit" def:"0" doc:"AUTH commands per client per anvil_rate_time_unit (0 = no limit)"`
-	AnvilRateTimeUnit                time.Duration `pf:"anvil_rate_time_unit" unit:"s" def:"60s" doc:"time window of the per-client rate limits"`
-	SmtpdForbidBareNewline           string        `pf:"smtpd_forbid_bare_newline" def:"normalize" enum:"normalize|note|reject|no|yes" doc:"SMTP smuggling defence for lines ending in a bare LF"`
-	SmtpdForbidBareNewlineExclusions []string      `pf:"smtpd_forbid_bare_newline_exclusions" def:"$mynetworks" doc:"clients exempt from smtpd_forbid_bare_newline"`
-	SmtpdForbidUnauthPipelining      bool          `pf:"smtpd_forbid_unauth_pipelining" def:"yes" doc:"disconnect clients that pipeline where it is not allowed"`
-	SmtpdDiscardEhloKeywords         []string      `pf:"smtpd_discard_ehlo_keywords" def:"" doc:"EHLO keywords not to announce"`
-	SmtpdPerRequestDeadline          bool          `pf:"smtpd_per_request_deadline" def:"no" doc:"make smtpd_timeout a deadline for a whole command or message"`
-	SmtpdMinDataRate                 int           `pf:"smtpd_min_data_rate" def:"500" min:"1" doc:"bytes per second a client must keep up with a per-request deadline"`
-	RBLReplyMaps                     []string      `pf:"rbl_reply_maps" kind:"maps" def:"" doc:"reply templates per DNS list domain"`
-	DefaultRBLReply                  string        `pf:"default_rbl_reply" expand:"delivery" def:"$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using $rbl_domain${rbl_reason?; $rbl_reason}" doc:"reply template for a client, helo, sender or recipient on a DNS block list"`
-	MapsRBLRejectCode                int           `pf:"maps_rbl_reject_code" def:"554" doc:"$rbl_code of the DNS list replies"`
-	AccessMapRejectCode              int           `pf:"access_map_reject_code" def:"554" doc:"reply code for REJECT in an access table"`
-	AccessMapDeferCode               int           `pf:"access_map_defer_code" def:"450" doc:"reply code for DEFER in an access table"`
-	RejectCode                       int           `pf:"reject_code" def:"554" doc:"reply code for the reject restriction"`
-	DeferCode                        int           `pf:"defer_code" def:"450" doc:"reply code for the defer restriction"`
-	NonFqdnRejectCode                int           `pf:"non_fqdn_reject_code" def:"504" doc:"reply code for reject_non_fqdn_* restrictions"`
-	InvalidHostnameRejectCode        int           `pf:"invalid_hostname_reject_code" def:"501" doc:"reply code for reject_invalid_helo_hostname"`
-	SmtpdPeernameLookup              bool          `pf:"smtpd_peername_lookup" def:"yes" doc:"look up the client's name in DNS (reverse, then forward to confirm)"`
-	SmtpdClientPortLogging           bool          `pf:"smtpd_client_port_logging" def:"no" doc:"log the client's port with its address"`
-	FastFlushDomains                 []string      `pf:"fast_flush_domains" def:"$relay_domains" doc:"destinations that ETRN and postqueue -s may flush"`
+	SmtpdBanner                       string        `pf:"smtpd_banner" def:"$myhostname ESMTP $mail_name" doc:"text after 220 in the SMTP greeting"`
+	SmtpdTimeout                      time.Duration `pf:"smtpd_timeout" unit:"s" def:"300s" doc:"time limit for a client to send a command or data"`
+	SmtpdRecipientLimit               int           `pf:"smtpd_recipient_limit" def:"1000" doc:"most recipients accepted per message"`
+	SmtpdRecipientOvershootLimit      int           `pf:"smtpd_recipient_overshoot_limit" def:"1000" doc:"recipients past the limit before each one counts as an error"`
+	SmtpdHardErrorLimit               int           `pf:"smtpd_hard_error_limit" def:"20" doc:"errors before smtpd disconnects"`
+	SmtpdSoftErrorLimit               int           `pf:"smtpd_soft_error_limit" def:"10" doc:"errors before smtpd slows down its replies"`
+	SmtpdErrorSleepTime               time.Duration `pf:"smtpd_error_sleep_time" unit:"s" def:"1s" doc:"reply delay once the soft error limit is reached"`
+	SmtpdJunkCommandLimit             int           `pf:"smtpd_junk_command_limit" def:"100" doc:"NOOP/VRFY/ETRN/RSET commands before each one counts as an error"`
+	SmtpdHistoryFlushThreshold        int           `pf:"smtpd_history_flush_threshold" def:"100" doc:"lines of session transcript kept for a postmaster notice before EHLO, RSET or end of DATA starts a new one"`
+	SmtpdHeloRequired                 bool          `pf:"smtpd_helo_required" def:"no" doc:"require HELO or EHLO before MAIL FROM"`
+	DisableVrfyCommand                bool          `pf:"disable_vrfy_command" def:"no" doc:"turn off the VRFY command"`
+	SmtpdDelayReject                  bool          `pf:"smtpd_delay_reject" def:"yes" doc:"evaluate client, helo and sender restrictions at RCPT TO"`
+	SmtpdClientRestrictions           []string      `pf:"smtpd_client_restrictions" def:"" doc:"restrictions on the client's address and name"`
+	SmtpdHeloRestrictions             []string      `pf:"smtpd_helo_restrictions" def:"" doc:"restrictions on the HELO/EHLO name"`
+	SmtpdSenderRestrictions           []string      `pf:"smtpd_sender_restrictions" def:"" doc:"restrictions on MAIL FROM"`
+	SmtpdRelayRestrictions            []string      `pf:"smtpd_relay_restrictions" def:"permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination" doc:"relay control, evaluated at RCPT TO before smtpd_recipient_restrictions"`
+	SmtpdRecipientRestrictions        []string      `pf:"smtpd_recipient_restrictions" def:"" doc:"restrictions on RCPT TO"`
+	SmtpdDataRestrictions             []string      `pf:"smtpd_data_restrictions" def:"" doc:"restrictions at DATA or the first BDAT"`
+	SmtpdEndOfDataRestrictions        []string      `pf:"smtpd_end_of_data_restrictions" def:"" doc:"restrictions after the end of the message"`
+	SmtpdEtrnRestrictions             []string      `pf:"smtpd_etrn_restrictions" def:"" doc:"restrictions on ETRN"`
+	SmtpdRestrictionClasses           []string      `pf:"smtpd_restriction_classes" def:"" doc:"names of user-defined restriction lists"`
+	SmtpdRejectUnlistedRecipient      bool          `pf:"smtpd_reject_unlisted_recipient" def:"yes" doc:"reject recipients unknown in local and virtual domains"`
+	SmtpdRejectUnlistedSender         bool          `pf:"smtpd_reject_unlisted_sender" def:"no" doc:"reject senders unknown in local and virtual domains"`
+	SmtpdNullAccessLookupKey          string        `pf:"smtpd_null_access_lookup_key" def:"<>" doc:"access table key for the null sender"`
+	RelayDomainsRejectCode            int           `pf:"relay_domains_reject_code" def:"554" doc:"reply code for relay access denied"`
+	UnknownLocalRecipientRejectCode   int           `pf:"unknown_local_recipient_reject_code" def:"550" doc:"reply code for unknown local recipients"`
+	UnknownVirtualMailboxRejectCode   int           `pf:"unknown_virtual_mailbox_reject_code" def:"550" doc:"reply code for unknown virtual mailboxes"`
+	UnknownVirtualAliasRejectCode     int           `pf:"unknown_virtual_alias_reject_code" def:"550" doc:"reply code for unknown virtual aliases"`
+	UnknownRelayRecipientRejectCode   int           `pf:"unknown_relay_recipient_reject_code" def:"550" doc:"reply code for unknown relay recipients"`
+	RelayRecipientMaps                []string      `pf:"relay_recipient_maps" kind:"maps" def:"" doc:"valid recipients in relay_domains (empty = any)"`
+	SmtpdClientConnectionCountLimit   int           `pf:"smtpd_client_connection_count_limit" def:"50" doc:"simultaneous connections per client address"`
+	SmtpdClientConnectionRateLimit    int           `pf:"smtpd_client_connection_rate_limit" def:"0" doc:"connections per client per anvil_rate_time_unit (0 = no limit)"`
+	SmtpdClientMessageRateLimit       int           `pf:"smtpd_client_message_rate_limit" def:"0" doc:"messages per client per anvil_rate_time_unit (0 = no limit)"`
+	SmtpdClientRecipientRateLimit     int           `pf:"smtpd_client_recipient_rate_limit" def:"0" doc:"recipients per client per anvil_rate_time_unit (0 = no limit)"`
+	SmtpdClientEventLimitExceptions   []string      `pf:"smtpd_client_event_limit_exceptions" def:"$mynetworks" doc:"clients exempt from the per-client limits"`
+	SmtpdClientAuthRateLimit          int           `pf:"smtpd_client_auth_rate_limit" def:"0" doc:"AUTH commands per client per anvil_rate_time_unit (0 = no limit)"`
+	AnvilRateTimeUnit                 time.Duration `pf:"anvil_rate_time_unit" unit:"s" def:"60s" doc:"time window of the per-client rate limits"`
+	SmtpdForbidBareNewline            string        `pf:"smtpd_forbid_bare_newline" def:"normalize" enum:"normalize|note|reject|no|yes" doc:"SMTP smuggling defence for lines ending in a bare LF"`
+	SmtpdForbidBareNewlineExclusions  []string      `pf:"smtpd_forbid_bare_newline_exclusions" def:"$mynetworks" doc:"clients exempt from smtpd_forbid_bare_newline"`
+	SmtpdForbidUnauthPipelining       bool          `pf:"smtpd_forbid_unauth_pipelining" def:"yes" doc:"disconnect clients that pipeline where it is not allowed"`
+	SmtpdDiscardEhloKeywords          []string      `pf:"smtpd_discard_ehlo_keywords" def:"" doc:"EHLO keywords not to announce"`
+	SmtpdPerRequestDeadline           bool          `pf:"smtpd_per_request_deadline" def:"no" doc:"make smtpd_timeout a deadline for a whole command or message"`
+	SmtpdMinDataRate                  int           `pf:"smtpd_min_data_rate" def:"500" min:"1" doc:"bytes per second a client must keep up with a per-request deadline"`
+	UnknownAddressRejectCode          int           `pf:"unknown_address_reject_code" def:"450" doc:"reply code when a sender or recipient domain is not found"`
+	UnknownClientRejectCode           int           `pf:"unknown_client_reject_code" def:"450" doc:"reply code when the client's name is not found"`
+	UnknownHostnameRejectCode         int           `pf:"unknown_hostname_reject_code" def:"450" doc:"reply code when the HELO name is not found"`
+	RejectTempfailAction              string        `pf:"reject_tempfail_action" def:"defer_if_permit" enum:"defer|defer_if_permit" doc:"what a temporary DNS failure of a reject_unknown_* restriction does"`
+	UnknownAddressTempfailAction      string        `pf:"unknown_address_tempfail_action" def:"$reject_tempfail_action" enum:"defer|defer_if_permit" doc:"temporary failure of reject_unknown_sender_domain and _recipient_domain"`
+	UnknownHeloHostnameTempfailAction string        `pf:"unknown_helo_hostname_tempfail_action" def:"$reject_tempfail_action" enum:"defer|defer_if_permit" doc:"temporary failure of reject_unknown_helo_hostname"`
+	RBLReplyMaps                      []string      `pf:"rbl_reply_maps" kind:"maps" def:"" doc:"reply templates per DNS list domain"`
+	DefaultRBLReply                   string        `pf:"default_rbl_reply" expand:"delivery" def:"$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using $rbl_domain${rbl_reason?; $rbl_reason}" doc:"reply template for a client, helo, sender or recipient on a DNS block list"`
+	MapsRBLRejectCode                 int           `pf:"maps_rbl_reject_code" def:"554" doc:"$rbl_code of the DNS list replies"`
+	AccessMapRejectCode               int           `pf:"access_map_reject_code" def:"554" doc:"reply code for REJECT in an access table"`
+	AccessMapDeferCode                int           `pf:"access_map_defer_code" def:"450" doc:"reply code for DEFER in an access table"`
+	RejectCode                        int           `pf:"reject_code" def:"554" doc:"reply code for the reject restriction"`
+	DeferCode                         int           `pf:"defer_code" def:"450" doc:"reply code for the defer restriction"`
+	NonFqdnRejectCode                 int           `pf:"non_fqdn_reject_code" def:"504" doc:"reply code for reject_non_fqdn_* restrictions"`
+	InvalidHostnameRejectCode         int           `pf:"invalid_hostname_reject_code" def:"501" doc:"reply code for reject_invalid_helo_hostname"`
+	SmtpdPeernameLookup               bool          `pf:"smtpd_peername_lookup" def:"yes" doc:"look up the client's name in DNS (reverse, then forward to confirm)"`
+	SmtpdClientPortLogging            bool          `pf:"smtpd_client_port_logging" def:"no" doc:"log the client's port with its address"`
+	FastFlushDomains                  []string      `pf:"fast_flush_domains" def:"$relay_domains" doc:"destinations that ETRN and postqueue -s may flush"`
 
 	// smtpd TLS and SASL.
 	SmtpdTLSSecurityLevel      string   `pf:"smtpd_tls_security_level" def:"" enum:"|none|may|encrypt" doc:"server TLS: none, may (offer STARTTLS) or encrypt (require it)"`

@@ -84,11 +84,11 @@ type checker struct {
 	localRcpt, virtualMailbox, relayRcpt, virtualAlias, canonical []*maps.Map
 	senderLogins                                                  []*maps.Map
 
-	// DNS lists: rbl_reply_maps; whether any list is used (smtpd then
-	// needs a resolver); the client-address lists, asked when a
-	// session starts.
+	// DNS lists: rbl_reply_maps; whether any restriction looks things
+	// up in the DNS (smtpd then needs a resolver); the client-address
+	// lists, asked when a session starts.
 	rblReplyMaps    []*maps.Map
-	usesDNSXL       bool
+	usesDNS         bool
 	usesClientDNSXL bool
 	clientDNSXL     []dnsxlList
 }
@@ -177,12 +177,17 @@ func (c *checker) compile(param string, items []string) ([]restriction, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: %s: %w", param, name, err)
 			}
-			c.usesDNSXL = true
+			c.usesDNS = true
 			if name == "reject_rbl_client" || name == "reject_rbl" || name == "permit_dnswl_client" {
 				c.usesClientDNSXL = true
 				c.clientDNSXL = append(c.clientDNSXL, l)
 			}
 			out = append(out, restriction{name: name, list: l})
+		case restrictionsUnknown[name]:
+			if name != "reject_unknown_client_hostname" && name != "reject_unknown_client" && name != "reject_unknown_reverse_client_hostname" {
+				c.usesDNS = true
+			}
+			out = append(out, restriction{name: name})
 		case simpleRestrictions[name]:
 			out = append(out, restriction{name: name})
 		case c.isClass(items[i]):
@@ -419,6 +424,9 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 			}
 		}
 		return c.dnsxl(st, r)
+	case "reject_unknown_client_hostname", "reject_unknown_client", "reject_unknown_reverse_client_hostname",
+		"reject_unknown_helo_hostname", "reject_unknown_hostname", "reject_unknown_sender_domain", "reject_unknown_recipient_domain":
+		return c.unknown(st, class, r)
 	case "reject_unauth_pipelining":
 		// Improper pipelining already ends the session
 		// (smtpd_forbid_unauth_pipelining); nothing is left to judge.

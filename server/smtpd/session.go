@@ -40,9 +40,12 @@ type session struct {
 	clientPort  string
 	clientName  string // "unknown" without a confirmed name
 	reverseName string
-	helo        string
-	esmtp       bool
-	stdio       bool
+	// How finding the names went (reject_unknown_client_hostname and
+	// reject_unknown_reverse_client_hostname).
+	nameStatus, reverseStatus peerStatus
+	helo                      string
+	esmtp                     bool
+	stdio                     bool
 
 	policy   bareLFPolicy
 	rejectLF int // reply code for a bare LF under "yes"/"reject"; 0 = accept
@@ -220,7 +223,7 @@ func (s *session) setPolicy() {
 func (s *session) run() {
 	srv := s.srv
 	if !s.stdio {
-		s.clientName, s.reverseName = srv.lookupName(s.ctx, s.clientAddr)
+		s.clientName, s.reverseName, s.nameStatus, s.reverseStatus = srv.lookupName(s.ctx, s.clientAddr)
 	}
 	srv.log.Infof("connect from %s", s.namaddr())
 	defer func() {

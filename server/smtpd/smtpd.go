@@ -217,9 +217,9 @@ func New(o Options) (*Server, error) {
 	if s.check, err = newChecker(p, o.Rewrite, o.Log, s.mynetworks); err != nil {
 		return nil, err
 	}
-	if s.check.usesDNSXL {
+	if s.check.usesDNS {
 		if s.dns, err = resolver.NewResolver(p.DNSServers); err != nil {
-			return nil, fmt.Errorf("DNS lists: %w", err)
+			return nil, fmt.Errorf("DNS lookups of the restrictions: %w", err)
 		}
 	}
 	return s, nil
@@ -405,28 +405,32 @@ func (s *Server) admit(sess *session) (ok bool, done func()) {
 // confirmed by a forward lookup that gives the address back; otherwise
 // "unknown". Bounded by a few seconds so a dead DNS server cannot stall a
 // session.
-func (s *Server) lookupName(ctx context.Context, a netip.Addr) (name, reverse string) {
+func (s *Server) lookupName(ctx context.Context, a netip.Addr) (name, reverse string, nameStatus, reverseStatus peerStatus) {
 	if !s.p.SmtpdPeernameLookup {
-		return "unknown", "unknown"
+		return "unknown", "unknown", peerPerm, peerPerm
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	names, err := s.resolver.LookupAddr(ctx, a.String())
 	if err != nil || len(names) == 0 {
-		return "unknown", "unknown"
+		st := dnsStatus(err)
+		if err == nil {
+			st = peerPerm
+		}
+		return "unknown", "unknown", st, st
 	}
 	reverse = strings.ToLower(strings.TrimSuffix(names[0], "."))
 	if !validHelo(reverse) {
-		return "unknown", "unknown"
+		return "unknown", "unknown", peerPerm, peerPerm
 	}
 	addrs, err := s.resolver.LookupNetIP(ctx, "ip", reverse)
 	if err != nil {
-		return "unknown", reverse
+		return "unknown", reverse, dnsStatus(err), peerOK
 	}
 	for _, x := range addrs {
 		if x.Unmap() == a.Unmap() {
-			return reverse, reverse
+			return reverse, reverse, peerOK, peerOK
 		}
 	}
-	return "unknown", reverse
+	return "unknown", reverse, peerPerm, peerOK
 }
