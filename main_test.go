@@ -503,7 +503,7 @@ func TestSettingsThatCannotWork(t *testing.T) {
 	dir, _ := newInstance(t)
 	cfgFile := filepath.Join(dir, "mailsrv.toml")
 	good, _ := os.ReadFile(cfgFile)
-	bad := strings.Replace(string(good), "\n[[service]]\n", "\nsmtpd_recipient_restrictions = [\"check_policy_service unix:private/policy\"]\nsmtp_tls_security_level = \"dane\"\n\n[[service]]\n", 1)
+	bad := strings.Replace(string(good), "\n[[service]]\n", "\nsmtpd_recipient_restrictions = [\"reject_unverified_recipient\"]\nsmtp_tls_security_level = \"dane\"\n\n[[service]]\n", 1)
 	lineOf := func(text, key string) int {
 		for i, l := range strings.Split(text, "\n") {
 			if strings.HasPrefix(l, key+" ") {
@@ -513,7 +513,7 @@ func TestSettingsThatCannotWork(t *testing.T) {
 		t.Fatalf("no %s", key)
 		return 0
 	}
-	rbl := fmt.Sprintf("mailsrv.toml:%d: service smtp: smtpd_recipient_restrictions: unknown or unsupported restriction \"check_policy_service\"", lineOf(bad, "smtpd_recipient_restrictions"))
+	rbl := fmt.Sprintf("mailsrv.toml:%d: service smtp: smtpd_recipient_restrictions: unknown or unsupported restriction \"reject_unverified_recipient\"", lineOf(bad, "smtpd_recipient_restrictions"))
 	dane := fmt.Sprintf("mailsrv.toml:%d: service smtp/unix: smtp_tls_security_level = dane: DANE is not part of this version of mailsrv", lineOf(bad, "smtp_tls_security_level"))
 	if err := os.WriteFile(cfgFile, []byte(bad), 0o644); err != nil {
 		t.Fatal(err)

@@ -199,6 +199,14 @@ type Params struct {
 	RejectTempfailAction              string        `pf:"reject_tempfail_action" def:"defer_if_permit" enum:"defer|defer_if_permit" doc:"what a temporary DNS failure of a reject_unknown_* restriction does"`
 	UnknownAddressTempfailAction      string        `pf:"unknown_address_tempfail_action" def:"$reject_tempfail_action" enum:"defer|defer_if_permit" doc:"temporary failure of reject_unknown_sender_domain and _recipient_domain"`
 	UnknownHeloHostnameTempfailAction string        `pf:"unknown_helo_hostname_tempfail_action" def:"$reject_tempfail_action" enum:"defer|defer_if_permit" doc:"temporary failure of reject_unknown_helo_hostname"`
+	SmtpdPolicyServiceTimeout         time.Duration `pf:"smtpd_policy_service_timeout" unit:"s" def:"100s" doc:"time limit for a policy server's answer"`
+	SmtpdPolicyServiceMaxIdle         time.Duration `pf:"smtpd_policy_service_max_idle" unit:"s" def:"300s" doc:"an idle policy server connection is closed after this"`
+	SmtpdPolicyServiceMaxTTL          time.Duration `pf:"smtpd_policy_service_max_ttl" unit:"s" def:"1000s" doc:"a policy server connection is not reused past this age"`
+	SmtpdPolicyServiceTryLimit        int           `pf:"smtpd_policy_service_try_limit" def:"2" min:"1" doc:"attempts per policy request"`
+	SmtpdPolicyServiceRetryDelay      time.Duration `pf:"smtpd_policy_service_retry_delay" unit:"s" def:"1s" doc:"delay between policy request attempts"`
+	SmtpdPolicyServiceDefaultAction   string        `pf:"smtpd_policy_service_default_action" def:"451 4.3.5 Server configuration problem" doc:"what a policy server that cannot be asked answers"`
+	SmtpdPolicyServiceRequestLimit    int           `pf:"smtpd_policy_service_request_limit" def:"0" doc:"requests per policy server connection (0 = no limit)"`
+	SmtpdPolicyServicePolicyContext   string        `pf:"smtpd_policy_service_policy_context" def:"" doc:"the policy_context attribute sent with each request"`
 	RBLReplyMaps                      []string      `pf:"rbl_reply_maps" kind:"maps" def:"" doc:"reply templates per DNS list domain"`
 	DefaultRBLReply                   string        `pf:"default_rbl_reply" expand:"delivery" def:"$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using $rbl_domain${rbl_reason?; $rbl_reason}" doc:"reply template for a client, helo, sender or recipient on a DNS block list"`
 	MapsRBLRejectCode                 int           `pf:"maps_rbl_reject_code" def:"554" doc:"$rbl_code of the DNS list replies"`

@@ -46,6 +46,10 @@ type Envelope struct {
 	// Create, when set, is the base of retry backoff and expiry if it
 	// differs from Arrival (a requeued message restarts its clock).
 	Create time.Time
+	// Prepend are header lines ("Name: value") put above everything,
+	// the Received header too: what smtpd's access tables and policy
+	// servers asked for with PREPEND, in their order.
+	Prepend []string
 	// Received builds the Received: header the caller prepends (without
 	// the "Received: " name), given the new queue ID, as smtpd and pickup
 	// write it.
@@ -165,6 +169,9 @@ func (c *Cleanup) Open(env Envelope) (*Message, error) {
 	}
 	env.Sender = sender
 	m := &Message{c: c, w: w, env: env, inHeader: true, seen: map[string]bool{}}
+	for _, h := range env.Prepend {
+		m.put([]byte(strings.NewReplacer("\r", " ", "\n", " ").Replace(h) + "\n"))
+	}
 	if env.Received != nil {
 		m.put([]byte("Received: " + env.Received(w.ID()) + "\n"))
 	}

@@ -12,6 +12,7 @@ import (
 	"mailsrv/maps"
 	"mailsrv/outcome"
 	"mailsrv/rewrite"
+	"mailsrv/server/policy"
 )
 
 // Restriction lists (smtpd_*_restrictions). Each list runs left to right:
@@ -42,9 +43,11 @@ var classText = [...]string{
 
 // restriction is one compiled list element.
 type restriction struct {
-	name  string
-	table *maps.Map // check_*_access
-	list  dnsxlList // DNS block and allow lists
+	name   string
+	table  *maps.Map      // check_*_access
+	list   dnsxlList      // DNS block and allow lists
+	arg    string         // check_policy_service's server
+	policy *policy.Client // check_policy_service
 }
 
 // restrictionsWithTable take the next list element as a table.
@@ -88,6 +91,7 @@ type checker struct {
 	// up in the DNS (smtpd then needs a resolver); the client-address
 	// lists, asked when a session starts.
 	rblReplyMaps    []*maps.Map
+	policies        map[string]*policy.Client // by endpoint
 	usesDNS         bool
 	usesClientDNSXL bool
 	clientDNSXL     []dnsxlList
@@ -183,6 +187,16 @@ func (c *checker) compile(param string, items []string) ([]restriction, error) {
 				c.clientDNSXL = append(c.clientDNSXL, l)
 			}
 			out = append(out, restriction{name: name, list: l})
+		case name == "check_policy_service":
+			if i+1 >= len(items) {
+				return nil, fmt.Errorf("%s: %s needs a server argument", param, name)
+			}
+			i++
+			cl, err := c.policyClient(items[i])
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", param, name, err)
+			}
+			out = append(out, restriction{name: name, arg: items[i], policy: cl})
 		case restrictionsUnknown[name]:
 			if name != "reject_unknown_client_hostname" && name != "reject_unknown_client" && name != "reject_unknown_reverse_client_hostname" {
 				c.usesDNS = true
@@ -427,6 +441,8 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 	case "reject_unknown_client_hostname", "reject_unknown_client", "reject_unknown_reverse_client_hostname",
 		"reject_unknown_helo_hostname", "reject_unknown_hostname", "reject_unknown_sender_domain", "reject_unknown_recipient_domain":
 		return c.unknown(st, class, r)
+	case "check_policy_service":
+		return c.askPolicy(st, class, r)
 	case "reject_unauth_pipelining":
 		// Improper pipelining already ends the session
 		// (smtpd_forbid_unauth_pipelining); nothing is left to judge.
@@ -595,8 +611,16 @@ func (c *checker) action(st *checkState, class listClass, spec, value string) (v
 	case up == "DEFER_IF_REJECT":
 		st.deferRej = true
 		return dunno, nil
-	case up == "WARN":
-		c.log.Warnf("%s: %s", st.s.namaddr(), text)
+	case up == "WARN" || up == "INFO":
+		st.s.logAction(strings.ToLower(up), text, st.rcpt)
+		return dunno, nil
+	case up == "PREPEND":
+		name, _, ok := strings.Cut(text, ":")
+		if !ok || name == "" || strings.ContainsAny(name, " \t") || !printableASCII(text) {
+			c.log.Warnf("access table %s: bad PREPEND header %q", spec, maillog.Clip(value, 200))
+			return rejected, &replyConfig
+		}
+		st.s.prepend(text)
 		return dunno, nil
 	case allDigits(up):
 		code, _ := strconv.Atoi(up)
@@ -626,6 +650,16 @@ func (c *checker) action(st *checkState, class listClass, spec, value string) (v
 	// intent (never let through what the operator meant to stop).
 	c.log.Warnf("access table %s: unsupported result %q", spec, value)
 	return rejected, &replyConfig
+}
+
+// printableASCII reports a header line made of printable ASCII.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func allDigits(s string) bool {

@@ -40,6 +40,9 @@ type session struct {
 	clientPort  string
 	clientName  string // "unknown" without a confirmed name
 	reverseName string
+	// serverAddr and serverPort are the address the client connected
+	// to (policy requests).
+	serverAddr, serverPort string
 	// How finding the names went (reject_unknown_client_hostname and
 	// reject_unknown_reverse_client_hostname).
 	nameStatus, reverseStatus peerStatus
@@ -61,9 +64,13 @@ type session struct {
 	connReject *outcome.Reply
 	closing    bool
 
-	txn   txn
-	line  []byte     // reused command buffer
-	dnsxl dnsxlCache // DNS list answers of this session
+	txn txn
+	// prepended are PREPEND headers asked for before a mail
+	// transaction (client and HELO restrictions without
+	// smtpd_delay_reject): the next message gets them.
+	prepended []string
+	line      []byte     // reused command buffer
+	dnsxl     dnsxlCache // DNS list answers of this session
 
 	// The transcript for a postmaster notice (notify_classes), and the
 	// problem classes met since it started.
@@ -78,6 +85,8 @@ type txn struct {
 	params    mailParams
 	rcpts     []queue.Recipient
 	overshoot int
+	prepend   []string // PREPEND headers for this message
+	instance  string   // the policy requests' instance attribute
 
 	// BDAT
 	msg     Message
@@ -164,6 +173,9 @@ func (s *Server) newSession(ctx context.Context, c net.Conn, rw io.ReadWriter) *
 		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 			sess.clientAddr = ap.Addr().Unmap()
 			sess.clientPort = strconv.Itoa(int(ap.Port()))
+		}
+		if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
+			sess.serverAddr, sess.serverPort = ap.Addr().Unmap().String(), strconv.Itoa(int(ap.Port()))
 		}
 	} else {
 		sess.stdio = true
@@ -399,6 +411,38 @@ func (s *session) fail(r outcome.Reply) {
 // NOQUEUE: reject: RCPT from host[ip]: 554 5.7.1 ...; from=<> to=<> proto=ESMTP helo=<h>
 func (s *session) logReject(what string, r outcome.Reply) {
 	s.logRejectTo(what, r, "")
+}
+
+// prepend adds a header line for the message of this transaction (an
+// access table's or policy server's PREPEND).
+func (s *session) prepend(h string) {
+	if s.txn.active {
+		s.txn.prepend = append(s.txn.prepend, h)
+	} else {
+		s.prepended = append(s.prepended, h)
+	}
+}
+
+// logAction logs an access table's or policy server's WARN or INFO as
+// Postfix does: "NOQUEUE: warn: RCPT from host[ip]: text; from=<…> …".
+func (s *session) logAction(what, text, rcpt string) {
+	id := "NOQUEUE"
+	if s.txn.msg != nil {
+		id = s.txn.msg.ID()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s: %s from %s: %s;", id, what, s.lastCmd, s.namaddr(), printable(text))
+	if s.txn.active {
+		fmt.Fprintf(&b, " from=<%s>", printable(s.txn.sender))
+	}
+	if rcpt != "" {
+		fmt.Fprintf(&b, " to=<%s>", printable(rcpt))
+	}
+	fmt.Fprintf(&b, " proto=%s", s.proto())
+	if s.helo != "" {
+		fmt.Fprintf(&b, " helo=<%s>", s.helo)
+	}
+	s.srv.log.Infof("%s", b.String())
 }
 
 func (s *session) logRejectTo(what string, r outcome.Reply, rcpt string) {
@@ -946,6 +990,7 @@ func (s *session) envelope() cleanup.Envelope {
 		Recipients:   rcpts,
 		Attrs:        attrs,
 		Arrival:      time.Now(),
+		Prepend:      append(append([]string(nil), s.prepended...), t.prepend...),
 		Received:     s.received,
 		LocalHeaders: local,
 	}

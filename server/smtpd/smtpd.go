@@ -240,6 +240,9 @@ func (s *Server) Serve(ctx, sessions, hard context.Context, l net.Listener) erro
 	// hard ends meanwhile), then retire the closer.
 	stopped := make(chan struct{})
 	defer close(stopped)
+	// Last, once the sessions are done: the policy servers' idle
+	// connections.
+	defer s.check.closePolicies()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	slots := make(chan struct{}, s.limit)
