@@ -30,6 +30,10 @@ func logicalLines(r io.Reader, fn func(line int, text string) error) error {
 		}
 		text := strings.TrimRight(cur.String(), " \t\r")
 		cur.Reset()
+		if text == "" {
+			// Only white space (a lone CR before a blank): no entry.
+			return nil
+		}
 		return fn(start, text)
 	}
 	for sc.Scan() {
