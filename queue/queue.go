@@ -106,6 +106,9 @@ type Writer struct {
 	// stale is the size of a recycled file before this message: the
 	// earlier message's bytes past the end of this one are cut off.
 	stale int64
+	// hold: Commit puts the message in hold/ instead of where it was
+	// written (an access table's HOLD).
+	hold bool
 }
 
 // Create starts a new message in a queue (incoming for cleanup, maildrop
@@ -368,6 +371,14 @@ func (w *Writer) Commit() error {
 	if w.err == nil && w.off < w.stale {
 		w.err = w.f.Truncate(w.off)
 	}
+	if w.err == nil && w.hold {
+		// Moved while not yet ready, so qmgr never takes it from
+		// incoming; the fsync below makes the move durable with it.
+		held := w.q.Path(Hold, w.id)
+		if w.err = rename(w.path, held); w.err == nil {
+			w.path = held
+		}
+	}
 	if w.err == nil {
 		w.err = w.f.Chmod(w.readyMode())
 	}
@@ -398,6 +409,10 @@ func (w *Writer) Commit() error {
 // of 0700: sendmail's maildrop files are 0744 so that pickup, running as
 // mail_owner, can read a file another user owns.
 func (w *Writer) SetReadyMode(m os.FileMode) { w.ready = m }
+
+// SetHold makes Commit put the message on hold (hold/, where qmgr does
+// not look) instead of handing it to qmgr: postsuper -H releases it.
+func (w *Writer) SetHold() { w.hold = true }
 
 // SetUnthrottle marks the new message as released by the operator
 // (postsuper -r): qmgr and the delivery agents try its destinations at

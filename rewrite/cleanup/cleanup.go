@@ -46,6 +46,13 @@ type Envelope struct {
 	// Create, when set, is the base of retry backoff and expiry if it
 	// differs from Arrival (a requeued message restarts its clock).
 	Create time.Time
+	// Hold puts the message on hold, Discard accepts it and throws it
+	// away, Redirect replaces its recipients with one, Bcc adds
+	// recipients: what smtpd's access tables and policy servers asked for
+	// (HOLD, DISCARD, REDIRECT, BCC).
+	Hold, Discard bool
+	Redirect      string
+	Bcc           []string
 	// Prepend are header lines ("Name: value") put above everything,
 	// the Received header too: what smtpd's access tables and policy
 	// servers asked for with PREPEND, in their order.
@@ -111,6 +118,18 @@ func (c *Cleanup) Open(env Envelope) (*Message, error) {
 		}
 		sender = s
 	}
+	if env.Redirect != "" {
+		// Every recipient goes to the one address (the DSN original
+		// recipient is kept as it was).
+		var orcpt string
+		if len(env.Recipients) > 0 {
+			orcpt = env.Recipients[0].ORCPT
+		}
+		env.Recipients = []queue.Recipient{{Addr: env.Redirect, ORCPT: orcpt}}
+	}
+	for _, b := range env.Bcc {
+		env.Recipients = append(env.Recipients, queue.Recipient{Addr: b})
+	}
 	var rcpts []queue.Recipient
 	seen := map[string]bool{}
 	for _, r := range env.Recipients {
@@ -153,6 +172,9 @@ func (c *Cleanup) Open(env Envelope) (*Message, error) {
 	}
 	if env.Flush {
 		w.SetUnthrottle()
+	}
+	if env.Hold {
+		w.SetHold()
 	}
 	if !env.Create.IsZero() {
 		w.SetCreateTime(env.Create)
@@ -419,6 +441,12 @@ func (m *Message) Finish() error {
 	if m.err != nil {
 		m.w.Abort()
 		return *m.err
+	}
+	if m.env.Discard {
+		// Accepted, and thrown away: the client hears 250 as if it
+		// were queued (Postfix's DISCARD).
+		m.w.Abort()
+		return nil
 	}
 	if err := m.w.Commit(); err != nil {
 		m.c.log.Warnf("%s: %v", m.ID(), err)

@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -620,7 +621,35 @@ func (c *checker) action(st *checkState, class listClass, spec, value string) (v
 			c.log.Warnf("access table %s: bad PREPEND header %q", spec, maillog.Clip(value, 200))
 			return rejected, &replyConfig
 		}
-		st.s.prepend(text)
+		a := st.s.acts()
+		a.prepend = append(a.prepend, text)
+		return dunno, nil
+	case up == "HOLD" || up == "DISCARD" || up == "REDIRECT" || up == "BCC":
+		// Postfix's log line says what triggered the action.
+		s := st.s
+		who := "<" + st.subject(class) + ">: " + strings.TrimSuffix(classText[class], " rejected") + " "
+		a := s.acts()
+		switch up {
+		case "HOLD":
+			s.logAction("hold", who+cmp.Or(text, "triggers HOLD action"), st.rcpt)
+			a.hold = true
+		case "DISCARD":
+			s.logAction("discard", who+cmp.Or(text, "triggers DISCARD action"), st.rcpt)
+			a.discard = true
+			return permit, nil
+		default:
+			target := strings.Fields(text + " ")[0]
+			if !strings.Contains(target, "@") {
+				c.log.Warnf("access table %s entry %q requires user@domain target", spec, maillog.Clip(value, 200))
+				return dunno, nil
+			}
+			s.logAction(strings.ToLower(up), who+"triggers "+up+" "+printable(target), st.rcpt)
+			if up == "REDIRECT" {
+				a.redirect = target
+			} else if len(a.bcc) < 20 {
+				a.bcc = append(a.bcc, target)
+			}
+		}
 		return dunno, nil
 	case allDigits(up):
 		code, _ := strconv.Atoi(up)
@@ -645,9 +674,9 @@ func (c *checker) action(st *checkState, class listClass, spec, value string) (v
 			return c.apply(st, class, restriction{name: name})
 		}
 	}
-	// HOLD, DISCARD, FILTER, REDIRECT, PREPEND, BCC and anything else are
-	// not supported by this build: refusing with 4xx keeps the table's
-	// intent (never let through what the operator meant to stop).
+	// FILTER and anything else are not supported by this build:
+	// refusing with 4xx keeps the table's intent (never let through what
+	// the operator meant to stop).
 	c.log.Warnf("access table %s: unsupported result %q", spec, value)
 	return rejected, &replyConfig
 }

@@ -3,6 +3,7 @@ package smtpd
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -65,12 +66,12 @@ type session struct {
 	closing    bool
 
 	txn txn
-	// prepended are PREPEND headers asked for before a mail
-	// transaction (client and HELO restrictions without
-	// smtpd_delay_reject): the next message gets them.
-	prepended []string
-	line      []byte     // reused command buffer
-	dnsxl     dnsxlCache // DNS list answers of this session
+	// pre are actions asked for before a mail transaction (client and
+	// HELO restrictions without smtpd_delay_reject): the session's
+	// messages get them.
+	pre   actions
+	line  []byte     // reused command buffer
+	dnsxl dnsxlCache // DNS list answers of this session
 
 	// The transcript for a postmaster notice (notify_classes), and the
 	// problem classes met since it started.
@@ -85,8 +86,8 @@ type txn struct {
 	params    mailParams
 	rcpts     []queue.Recipient
 	overshoot int
-	prepend   []string // PREPEND headers for this message
-	instance  string   // the policy requests' instance attribute
+	act       actions // what access tables asked for this message
+	instance  string  // the policy requests' instance attribute
 
 	// BDAT
 	msg     Message
@@ -413,14 +414,22 @@ func (s *session) logReject(what string, r outcome.Reply) {
 	s.logRejectTo(what, r, "")
 }
 
-// prepend adds a header line for the message of this transaction (an
-// access table's or policy server's PREPEND).
-func (s *session) prepend(h string) {
+// actions are what access tables and policy servers asked for a message
+// besides accepting it (PREPEND, HOLD, DISCARD, REDIRECT, BCC).
+type actions struct {
+	prepend       []string
+	hold, discard bool
+	redirect      string
+	bcc           []string
+}
+
+// acts is where an action asked for now goes: the transaction's, or
+// before one the session's.
+func (s *session) acts() *actions {
 	if s.txn.active {
-		s.txn.prepend = append(s.txn.prepend, h)
-	} else {
-		s.prepended = append(s.prepended, h)
+		return &s.txn.act
 	}
+	return &s.pre
 }
 
 // logAction logs an access table's or policy server's WARN or INFO as
@@ -990,7 +999,11 @@ func (s *session) envelope() cleanup.Envelope {
 		Recipients:   rcpts,
 		Attrs:        attrs,
 		Arrival:      time.Now(),
-		Prepend:      append(append([]string(nil), s.prepended...), t.prepend...),
+		Prepend:      append(append([]string(nil), s.pre.prepend...), t.act.prepend...),
+		Hold:         s.pre.hold || t.act.hold,
+		Discard:      s.pre.discard || t.act.discard,
+		Redirect:     cmp.Or(t.act.redirect, s.pre.redirect),
+		Bcc:          append(append([]string(nil), s.pre.bcc...), t.act.bcc...),
 		Received:     s.received,
 		LocalHeaders: local,
 	}
