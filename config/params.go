@@ -207,6 +207,7 @@ type Params struct {
 	SmtpdPolicyServiceDefaultAction   string        `pf:"smtpd_policy_service_default_action" def:"451 4.3.5 Server configuration problem" doc:"what a policy server that cannot be asked answers"`
 	SmtpdPolicyServiceRequestLimit    int           `pf:"smtpd_policy_service_request_limit" def:"0" doc:"requests per policy server connection (0 = no limit)"`
 	SmtpdPolicyServicePolicyContext   string        `pf:"smtpd_policy_service_policy_context" def:"" doc:"the policy_context attribute sent with each request"`
+	MultiRecipientBounceRejectCode    int           `pf:"multi_recipient_bounce_reject_code" def:"550" doc:"reply code of reject_multi_recipient_bounce"`
 	RBLReplyMaps                      []string      `pf:"rbl_reply_maps" kind:"maps" def:"" doc:"reply templates per DNS list domain"`
 	DefaultRBLReply                   string        `pf:"default_rbl_reply" expand:"delivery" def:"$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using $rbl_domain${rbl_reason?; $rbl_reason}" doc:"reply template for a client, helo, sender or recipient on a DNS block list"`
 	MapsRBLRejectCode                 int           `pf:"maps_rbl_reject_code" def:"554" doc:"$rbl_code of the DNS list replies"`

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"mailsrv/config"
 	"mailsrv/maillog"
@@ -31,6 +32,7 @@ const (
 	classRecipient
 	classData
 	classEtrn
+	classSASL
 )
 
 var classText = [...]string{
@@ -40,6 +42,7 @@ var classText = [...]string{
 	classRecipient: "Recipient address rejected",
 	classData:      "Data command rejected",
 	classEtrn:      "Etrn command rejected",
+	classSASL:      "SASL login name rejected",
 }
 
 // restriction is one compiled list element.
@@ -47,15 +50,16 @@ type restriction struct {
 	name   string
 	table  *maps.Map      // check_*_access
 	list   dnsxlList      // DNS block and allow lists
-	arg    string         // check_policy_service's server
+	arg    string         // check_policy_service's server, sleep's seconds
 	policy *policy.Client // check_policy_service
+	pause  time.Duration  // sleep
 }
 
 // restrictionsWithTable take the next list element as a table.
 var restrictionsWithTable = map[string]bool{
 	"check_client_access": true, "check_helo_access": true,
 	"check_sender_access": true, "check_recipient_access": true,
-	"check_reverse_client_hostname_access": true,
+	"check_reverse_client_hostname_access": true, "check_sasl_access": true,
 }
 
 // simpleRestrictions are the restrictions this build implements without
@@ -71,7 +75,7 @@ var simpleRestrictions = map[string]bool{
 	"reject_invalid_helo_hostname": true, "reject_unauth_pipelining": true,
 	"check_recipient_maps": true, "permit_inet_interfaces": true,
 	"reject_sender_login_mismatch": true, "reject_authenticated_sender_login_mismatch": true,
-	"reject_unauthenticated_sender_login_mismatch": true,
+	"reject_unauthenticated_sender_login_mismatch": true, "reject_multi_recipient_bounce": true,
 }
 
 // checker holds the compiled restriction lists and the tables the checks
@@ -188,6 +192,18 @@ func (c *checker) compile(param string, items []string) ([]restriction, error) {
 				c.clientDNSXL = append(c.clientDNSXL, l)
 			}
 			out = append(out, restriction{name: name, list: l})
+		case name == "sleep":
+			// sleep N: a pause, for clients that talk before their
+			// turn (Postfix's; at most smtpd_timeout).
+			if i+1 >= len(items) {
+				return nil, fmt.Errorf("%s: sleep needs a number of seconds", param)
+			}
+			i++
+			n, err := strconv.Atoi(items[i])
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("%s: sleep %q: want a number of seconds", param, items[i])
+			}
+			out = append(out, restriction{name: name, arg: items[i], pause: time.Duration(n) * time.Second})
 		case name == "check_policy_service":
 			if i+1 >= len(items) {
 				return nil, fmt.Errorf("%s: %s needs a server argument", param, name)
@@ -381,6 +397,8 @@ func (st *checkState) subject(class listClass) string {
 		return "DATA"
 	case classEtrn:
 		return st.etrn
+	case classSASL:
+		return printable(s.saslUser)
 	}
 	return ""
 }
@@ -540,6 +558,28 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 			return dunno, nil
 		}
 		return c.access(st, classRecipient, r.table, addressKeys(st.rcpt, ""))
+	case "check_sasl_access":
+		if s.saslUser == "" {
+			return dunno, nil
+		}
+		return c.access(st, classSASL, r.table, []lookupKey{{s.saslUser, false}})
+	case "reject_multi_recipient_bounce":
+		// Mail from <> to more than one recipient: nobody sends a
+		// bounce like that (Postfix counts the recipient at hand at
+		// RCPT, all of them at DATA).
+		n := len(s.txn.rcpts)
+		if st.rcpt != "" {
+			n++
+		}
+		if s.txn.active && s.txn.sender == "" && n > 1 {
+			code := p.MultiRecipientBounceRejectCode
+			return rejected, st.rejectf(classSender, code, codeClass(code)+".5.3", "Multi-recipient bounce")
+		}
+	case "sleep":
+		select {
+		case <-time.After(min(r.pause, p.SmtpdTimeout)):
+		case <-s.ctx.Done():
+		}
 	default:
 		if list, ok := c.classes[r.name]; ok {
 			if st.depth > 10 {
