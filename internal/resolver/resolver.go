@@ -203,3 +203,17 @@ func (r *Resolver) TXT(ctx context.Context, name string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// NS returns the name servers of a domain (none when it has no NS
+// records of its own).
+func (r *Resolver) NS(ctx context.Context, domain string) ([]string, error) {
+	ans, err := r.follow(ctx, domain, dns.TypeNS)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rr := range ans {
+		out = append(out, strings.TrimSuffix(rr.(*dns.NS).Ns, "."))
+	}
+	return out, nil
+}

@@ -177,6 +177,9 @@ func (c *checker) compile(param string, items []string) ([]restriction, error) {
 				return nil, fmt.Errorf("%s: %s: %w", param, name, err)
 			}
 			out = append(out, restriction{name: name, table: m})
+			if _, ok := restrictionsServerAccess[name]; ok {
+				c.usesDNS = true
+			}
 		case restrictionsWithDomain[name]:
 			if i+1 >= len(items) {
 				return nil, fmt.Errorf("%s: %s needs a DNS list domain argument", param, name)
@@ -558,6 +561,12 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 			return dunno, nil
 		}
 		return c.access(st, classRecipient, r.table, addressKeys(st.rcpt, ""))
+	case "check_client_a_access", "check_client_mx_access", "check_client_ns_access",
+		"check_reverse_client_a_access", "check_reverse_client_mx_access", "check_reverse_client_ns_access",
+		"check_helo_a_access", "check_helo_mx_access", "check_helo_ns_access",
+		"check_sender_a_access", "check_sender_mx_access", "check_sender_ns_access",
+		"check_recipient_a_access", "check_recipient_mx_access", "check_recipient_ns_access":
+		return c.serverAccess(st, r)
 	case "check_sasl_access":
 		if s.saslUser == "" {
 			return dunno, nil

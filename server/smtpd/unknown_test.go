@@ -67,3 +67,43 @@ unknown_client_reject_code = 550`)
 	c.cmd("MAIL FROM:<a@b.example>", "250 2.1.0 Ok")
 	c.cmd("RCPT TO:<alice@our.test>", "550 5.7.1 Client host rejected: cannot find your reverse hostname, [127.0.0.2]")
 }
+
+// TestServerAccess: check_sender_mx_access (by an MX host's address and
+// by its name), check_sender_ns_access (a parent's name servers),
+// check_helo_a_access, and OK taken as DUNNO.
+func TestServerAccess(t *testing.T) {
+	t.Parallel()
+	d := testutil.StartDNS(t, map[string][]string{
+		"spam.example MX":       {"10 mx.spamhost.example."},
+		"mx.spamhost.example A": {"192.0.2.66"},
+		"named.example MX":      {"10 mx.badname.example."},
+		"mx.badname.example A":  {"192.0.2.1"},
+		"sub.ns.example A":      {"192.0.2.2"},
+		"ns.example NS":         {"ns1.badns.example."},
+		"ns1.badns.example A":   {"192.0.2.3"},
+		"helo.example A":        {"192.0.2.77"},
+		"fine.example MX":       {"10 mx.fine.example."},
+		"mx.fine.example A":     {"192.0.2.10"},
+		"okay.example MX":       {"10 mx.okay.example."},
+		"mx.okay.example A":     {"192.0.2.20"},
+	}, nil, nil)
+	ts := startServer(t, fmt.Sprintf(`
+mailsrv_dns_servers = [%q]
+smtpd_helo_restrictions = ["check_helo_a_access", "inline:{ {192.0.2.77=REJECT helo host blocked} }"]
+smtpd_sender_restrictions = ["check_sender_mx_access", "inline:{ {192.0.2.66=REJECT bad mx}, {badname.example=REJECT bad mx name}, {192.0.2.20=OK} }", "check_sender_ns_access", "inline:{ {ns1.badns.example=REJECT bad ns} }"]
+`, d.Addr))
+	try := func(helo, sender, want string) {
+		t.Helper()
+		c := ts.dialFrom(t, "127.0.0.2")
+		c.cmd("EHLO "+helo, "250-*")
+		c.cmd("MAIL FROM:<"+sender+">", "250 2.1.0 Ok")
+		c.cmd("RCPT TO:<alice@our.test>", want)
+	}
+	try("client.example", "a@spam.example", "554 5.7.1 <a@spam.example>: Sender address rejected: bad mx")
+	try("client.example", "a@named.example", "554 5.7.1 <a@named.example>: Sender address rejected: bad mx name")
+	try("client.example", "a@sub.ns.example", "554 5.7.1 <a@sub.ns.example>: Sender address rejected: bad ns")
+	try("helo.example", "a@fine.example", "554 5.7.1 <helo.example>: Helo command rejected: helo host blocked")
+	try("client.example", "a@fine.example", "250 2.1.5 Ok")
+	try("client.example", "a@okay.example", "250 2.1.5 Ok")
+	ts.waitLog(t, "an OK answer is not allowed for a server check")
+}
