@@ -19,14 +19,8 @@ package smtp
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
-	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -760,26 +754,10 @@ func fingerprintMatch(cs tls.ConnectionState, digest string, want []string) bool
 	if len(cs.PeerCertificates) == 0 {
 		return false
 	}
-	var h func([]byte) []byte
-	switch digest {
-	case "md5":
-		h = func(b []byte) []byte { s := md5.Sum(b); return s[:] }
-	case "sha1":
-		h = func(b []byte) []byte { s := sha1.Sum(b); return s[:] }
-	case "sha224":
-		h = func(b []byte) []byte { s := sha256.Sum224(b); return s[:] }
-	case "sha384":
-		h = func(b []byte) []byte { s := sha512.Sum384(b); return s[:] }
-	case "sha512":
-		h = func(b []byte) []byte { s := sha512.Sum512(b); return s[:] }
-	default:
-		h = func(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
-	}
 	leaf := cs.PeerCertificates[0]
-	cert, pkey := hex.EncodeToString(h(leaf.Raw)), hex.EncodeToString(h(leaf.RawSubjectPublicKeyInfo))
+	cert, pkey := tlsutil.Fingerprint(digest, leaf.Raw), tlsutil.Fingerprint(digest, leaf.RawSubjectPublicKeyInfo)
 	for _, w := range want {
-		w = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(w), ":", ""))
-		if w != "" && (subtle.ConstantTimeCompare([]byte(w), []byte(cert)) == 1 || subtle.ConstantTimeCompare([]byte(w), []byte(pkey)) == 1) {
+		if tlsutil.SameFingerprint(w, cert) || tlsutil.SameFingerprint(w, pkey) {
 			return true
 		}
 	}

@@ -4,7 +4,13 @@
 package tlsutil
 
 import (
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"strings"
 )
@@ -68,4 +74,50 @@ func CipherBits(id uint16) int {
 func Describe(cs tls.ConnectionState) string {
 	bits := CipherBits(cs.CipherSuite)
 	return fmt.Sprintf("%s with cipher %s (%d/%d bits)", VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), bits, bits)
+}
+
+// Fingerprint is a digest of DER bytes (a certificate, or its public
+// key's SubjectPublicKeyInfo) as Postfix prints fingerprints: upper-case
+// hex bytes separated by colons. digest is md5, sha1, sha224, sha256,
+// sha384 or sha512 (smtp_tls_fingerprint_digest,
+// smtpd_tls_fingerprint_digest); anything else is sha256.
+func Fingerprint(digest string, der []byte) string {
+	var sum []byte
+	switch digest {
+	case "md5":
+		s := md5.Sum(der)
+		sum = s[:]
+	case "sha1":
+		s := sha1.Sum(der)
+		sum = s[:]
+	case "sha224":
+		s := sha256.Sum224(der)
+		sum = s[:]
+	case "sha384":
+		s := sha512.Sum384(der)
+		sum = s[:]
+	case "sha512":
+		s := sha512.Sum512(der)
+		sum = s[:]
+	default:
+		s := sha256.Sum256(der)
+		sum = s[:]
+	}
+	h := strings.ToUpper(hex.EncodeToString(sum))
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(h[i : i+2])
+	}
+	return b.String()
+}
+
+// SameFingerprint compares fingerprints written with or without colons,
+// in either case.
+func SameFingerprint(a, b string) bool {
+	norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", "")) }
+	na, nb := norm(a), norm(b)
+	return na != "" && subtle.ConstantTimeCompare([]byte(na), []byte(nb)) == 1
 }

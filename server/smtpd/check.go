@@ -33,6 +33,7 @@ const (
 	classData
 	classEtrn
 	classSASL
+	classCcert
 )
 
 var classText = [...]string{
@@ -43,6 +44,7 @@ var classText = [...]string{
 	classData:      "Data command rejected",
 	classEtrn:      "Etrn command rejected",
 	classSASL:      "SASL login name rejected",
+	classCcert:     "Client certificate rejected",
 }
 
 // restriction is one compiled list element.
@@ -59,7 +61,7 @@ type restriction struct {
 var restrictionsWithTable = map[string]bool{
 	"check_client_access": true, "check_helo_access": true,
 	"check_sender_access": true, "check_recipient_access": true,
-	"check_reverse_client_hostname_access": true, "check_sasl_access": true,
+	"check_reverse_client_hostname_access": true, "check_sasl_access": true, "check_ccert_access": true,
 }
 
 // simpleRestrictions are the restrictions this build implements without
@@ -76,6 +78,7 @@ var simpleRestrictions = map[string]bool{
 	"check_recipient_maps": true, "permit_inet_interfaces": true,
 	"reject_sender_login_mismatch": true, "reject_authenticated_sender_login_mismatch": true,
 	"reject_unauthenticated_sender_login_mismatch": true, "reject_multi_recipient_bounce": true,
+	"permit_tls_clientcerts": true, "permit_tls_all_clientcerts": true,
 }
 
 // checker holds the compiled restriction lists and the tables the checks
@@ -95,11 +98,12 @@ type checker struct {
 	// DNS lists: rbl_reply_maps; whether any restriction looks things
 	// up in the DNS (smtpd then needs a resolver); the client-address
 	// lists, asked when a session starts.
-	rblReplyMaps    []*maps.Map
-	policies        map[string]*policy.Client // by endpoint
-	usesDNS         bool
-	usesClientDNSXL bool
-	clientDNSXL     []dnsxlList
+	rblReplyMaps     []*maps.Map
+	relayClientcerts []*maps.Map
+	policies         map[string]*policy.Client // by endpoint
+	usesDNS          bool
+	usesClientDNSXL  bool
+	clientDNSXL      []dnsxlList
 }
 
 func newChecker(p *config.Params, rw *rewrite.Rewriter, log *maillog.Logger, mynetworks *clientList) (*checker, error) {
@@ -151,6 +155,7 @@ func newChecker(p *config.Params, rw *rewrite.Rewriter, log *maillog.Logger, myn
 		{"canonical_maps", append(append([]string(nil), p.RecipientCanonicalMaps...), p.CanonicalMaps...), &c.canonical},
 		{"smtpd_sender_login_maps", p.SmtpdSenderLoginMaps, &c.senderLogins},
 		{"rbl_reply_maps", p.RBLReplyMaps, &c.rblReplyMaps},
+		{"relay_clientcerts", p.RelayClientcerts, &c.relayClientcerts},
 	}
 	for _, t := range tables {
 		m, err := maps.OpenAll(t.in)
@@ -402,6 +407,10 @@ func (st *checkState) subject(class listClass) string {
 		return st.etrn
 	case classSASL:
 		return printable(s.saslUser)
+	case classCcert:
+		if s.ccert != nil {
+			return s.ccert.fingerprint
+		}
 	}
 	return ""
 }
@@ -567,6 +576,8 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 		"check_sender_a_access", "check_sender_mx_access", "check_sender_ns_access",
 		"check_recipient_a_access", "check_recipient_mx_access", "check_recipient_ns_access":
 		return c.serverAccess(st, r)
+	case "permit_tls_clientcerts", "permit_tls_all_clientcerts", "check_ccert_access":
+		return c.ccertCheck(st, r)
 	case "check_sasl_access":
 		if s.saslUser == "" {
 			return dunno, nil

@@ -113,6 +113,20 @@ func (st *checkState) policyAttrs(c *checker) []policy.Attr {
 		{Name: "compatibility_level", Value: "3.6"},
 		{Name: "mail_version", Value: config.Version},
 	}
+	if cc := s.ccert; cc != nil {
+		for i := range attrs {
+			switch attrs[i].Name {
+			case "ccert_subject":
+				attrs[i].Value = cc.subject
+			case "ccert_issuer":
+				attrs[i].Value = cc.issuer
+			case "ccert_fingerprint":
+				attrs[i].Value = cc.fingerprint
+			case "ccert_pubkey_fingerprint":
+				attrs[i].Value = cc.pubkeyFingerprint
+			}
+		}
+	}
 	if s.tls != nil {
 		proto, cipher, bits := tlsutil.VersionName(s.tls.Version), tls.CipherSuiteName(s.tls.CipherSuite), tlsutil.CipherBits(s.tls.CipherSuite)
 		for i := range attrs {

@@ -34,6 +34,8 @@ type session struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	tls  *tls.ConnectionState // after STARTTLS or in wrapper mode
+	// ccert is the client's certificate (smtpd_tls_ask_ccert), or nil.
+	ccert *ccert
 
 	saslUser, saslMethod string // after AUTH
 
@@ -506,6 +508,7 @@ func (s *session) startTLS() error {
 	_ = tc.SetDeadline(time.Time{})
 	cs := tc.ConnectionState()
 	s.tls = &cs
+	s.ccert = s.srv.clientCert(cs)
 	s.conn = tc
 	s.tc = s.srv.timed(tc)
 	rw := s.tc

@@ -24,6 +24,7 @@ package smtpd
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -99,6 +100,8 @@ type Server struct {
 	wrapper  bool
 	// passwd checks SASL passwords (nil: AUTH is not offered).
 	passwd authenticator
+	// ccertRoots verify client certificates (smtpd_tls_CAfile).
+	ccertRoots *x509.CertPool
 	// dns looks up DNS lists (nil when no restriction uses one).
 	dns *resolver.Resolver
 
@@ -354,7 +357,7 @@ func (s *Server) setupTLS() error {
 	// Go's default cipher suites are the modern safe set; session
 	// tickets (on by default) let repeat senders resume cheaply.
 	s.tls = &tls.Config{Certificates: certs, MinVersion: max(minV, tls.VersionTLS12)}
-	return nil
+	return s.setupClientCerts()
 }
 
 // SaslPasswdPath is the built-in SASL password file: smtpd_sasl_path,
