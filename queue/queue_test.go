@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -685,5 +686,32 @@ func TestScanner(t *testing.T) {
 	}
 	if _, ok := q.Scan("no-such-queue").Next(); ok {
 		t.Error("a missing queue has messages")
+	}
+}
+
+// TestConcurrentStatusAppends: entries appended at the same time by
+// several deliveries of one message all survive.
+func TestConcurrentStatusAppends(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := Create(dir, Owner{UID: -1, GID: -1, SetgidGID: -1}); err != nil {
+		t.Fatal(err)
+	}
+	q := New(dir, []string{Deferred, DeferLog}, 1)
+	const n = 50
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := q.AppendStatus(TraceLog, "4TpXvC0sf8z9HdB", Status{Recipient: fmt.Sprintf("r%d@example.test", i), Status: "2.0.0", Action: "delivered"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := q.ReadStatus(TraceLog, "4TpXvC0sf8z9HdB")
+	if err != nil || len(got) != n {
+		t.Fatalf("%d entries (%v), want %d", len(got), err, n)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Status is one recipient's entry in a per-message status log (bounce/ID,
@@ -49,7 +50,15 @@ func (q *Queue) AppendStatus(log, id string, s Status) error {
 			return err
 		}
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600)
+	// Deliveries of one message to several destinations (local's are
+	// one per recipient) append at the same time: each entry is one
+	// write in append mode, and the mutex keeps a failed write's
+	// truncation from cutting another's entry. (Seeking to the end and
+	// writing there let two entries land on the same offset: one was
+	// lost.)
+	statusMu.Lock()
+	defer statusMu.Unlock()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -86,6 +95,9 @@ func (q *Queue) AppendStatus(log, id string, s Status) error {
 	}
 	return nil
 }
+
+// statusMu serializes appends to status logs within the process.
+var statusMu sync.Mutex
 
 // ReadStatus reads a status log; a missing log is empty.
 func (q *Queue) ReadStatus(log, id string) ([]Status, error) {
