@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -29,6 +28,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
+	"mailsrv/internal/testutil"
 	"mailsrv/queue"
 )
 
@@ -544,14 +544,9 @@ func TestReloadRenewsCertificate(t *testing.T) {
 // and postsuper -r must each reach it at once, not a minute later.
 func TestFlushTriesDeadHostNow(t *testing.T) {
 	t.Parallel()
-	// An address of our own on loopback, and a port nothing listens on.
-	host := fmt.Sprintf("127.0.%d.%d", 100+mrand.IntN(100), 2+mrand.IntN(250))
-	ln, err := net.Listen("tcp", host+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
+	// A host that is down: an address and port nothing listens on (the
+	// test brings the MX up there later).
+	host, port, _ := net.SplitHostPort(testutil.FreeAddr(t))
 	d := startDNS(t, map[string]string{"mx.down.test": host}, map[string][]string{"down.test": {"10 mx.down.test"}})
 	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
 alias_maps = []
@@ -697,13 +692,9 @@ minimal_backoff_time = "1h"
 // site that is not listed gets 459.
 func TestETRNAndPostqueueS(t *testing.T) {
 	t.Parallel()
-	host := fmt.Sprintf("127.0.%d.%d", 100+mrand.IntN(100), 2+mrand.IntN(250))
-	ln, err := net.Listen("tcp", host+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
+	// A host that is down: an address and port nothing listens on (the
+	// test brings the MX up there later).
+	host, port, _ := net.SplitHostPort(testutil.FreeAddr(t))
 	d := startDNS(t, map[string]string{"mx.backup.test": host}, map[string][]string{"backup.test": {"10 mx.backup.test"}, "other.test": {"10 mx.backup.test"}})
 	dir, addr, stop := deliveryDaemon(t, fmt.Sprintf(`
 alias_maps = []
