@@ -212,6 +212,7 @@ type Params struct {
 	SmtpdTLSCAfile                    string        `pf:"smtpd_tls_CAfile" kind:"path" def:"" doc:"CA certificates that client certificates are verified with"`
 	SmtpdTLSFingerprintDigest         string        `pf:"smtpd_tls_fingerprint_digest" def:"sha256" enum:"md5|sha1|sha224|sha256|sha384|sha512" doc:"digest of client certificate fingerprints"`
 	RelayClientcerts                  []string      `pf:"relay_clientcerts" kind:"maps" def:"" doc:"client certificate fingerprints that permit_tls_clientcerts lets relay"`
+	PermitMxBackupNetworks            []string      `pf:"permit_mx_backup_networks" def:"" doc:"networks the primary MX hosts must be in for permit_mx_backup to relay"`
 	RBLReplyMaps                      []string      `pf:"rbl_reply_maps" kind:"maps" def:"" doc:"reply templates per DNS list domain"`
 	DefaultRBLReply                   string        `pf:"default_rbl_reply" expand:"delivery" def:"$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using $rbl_domain${rbl_reason?; $rbl_reason}" doc:"reply template for a client, helo, sender or recipient on a DNS block list"`
 	MapsRBLRejectCode                 int           `pf:"maps_rbl_reject_code" def:"554" doc:"$rbl_code of the DNS list replies"`

@@ -302,6 +302,47 @@ minimal_backoff_time = "1h"
 	}
 }
 
+// TestBackupMX: with permit_mx_backup as the only way to relay, the
+// server takes mail for a domain that lists it as a backup MX and
+// passes it on to the primary, skipping itself; a domain that does not
+// list it is refused.
+func TestBackupMX(t *testing.T) {
+	t.Parallel()
+	mxs, port := startMXs(t, nil, "mx1.pref.test")
+	d := startDNS(t, map[string]string{"mx1.pref.test": "127.0.0.2", "backup.example.test": "127.0.0.1"},
+		map[string][]string{
+			"backup.test":    {"20 backup.example.test", "10 mx1.pref.test"},
+			"notbackup.test": {"10 mx1.pref.test"},
+		})
+	dir, addr, _ := deliveryDaemon(t, fmt.Sprintf(`
+alias_maps = []
+inet_interfaces = ["127.0.0.1"]
+mailsrv_dns_servers = [%q]
+smtp_tcp_port = %q
+smtpd_relay_restrictions = ["permit_mx_backup", "reject_unauth_destination"]
+`, d.addr, port))
+	c, err := gosmtp.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Mail("s@example.test", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("x@notbackup.test", nil); err == nil || !strings.Contains(err.Error(), "Relay access denied") {
+		t.Errorf("RCPT for a domain that does not list us: %v; want Relay access denied", err)
+	}
+	c.Quit()
+	send(t, addr, "s@example.test", []string{"x@backup.test"}, "Subject: backup\r\n\r\nfor the primary\r\n")
+	eventuallyLog(t, dir, "the relay to the primary", func() bool { return strings.Contains(readLog(dir), "to=<x@backup.test>") })
+	if m := mxs[0].messages(); len(m) != 1 || !strings.HasPrefix(m[0], "s@example.test x@backup.test: ") || !strings.Contains(m[0], "for the primary") {
+		t.Errorf("the primary MX got %q", m)
+	}
+	if l := readLog(dir); !regexp.MustCompile(`to=<x@backup.test>, relay=mx1.pref.test\[127.0.0.2\]:\d+, .*status=sent`).MatchString(l) {
+		t.Errorf("mail log lacks the relay to the primary:\n%s", l)
+	}
+}
+
 // listQueue is what postqueue -p shows: each queued recipient with the
 // reason of its last deferral.
 func listQueue(t *testing.T, dir string) string {

@@ -79,6 +79,7 @@ var simpleRestrictions = map[string]bool{
 	"reject_sender_login_mismatch": true, "reject_authenticated_sender_login_mismatch": true,
 	"reject_unauthenticated_sender_login_mismatch": true, "reject_multi_recipient_bounce": true,
 	"permit_tls_clientcerts": true, "permit_tls_all_clientcerts": true,
+	"permit_mx_backup": true,
 }
 
 // checker holds the compiled restriction lists and the tables the checks
@@ -88,6 +89,10 @@ type checker struct {
 	rw         *rewrite.Rewriter
 	log        *maillog.Logger
 	mynetworks *clientList
+
+	// mxBackupNetworks is permit_mx_backup_networks (nil when empty).
+	mxBackupNetworks *clientList
+	usesMXBackup     bool // warned once that it is deprecated
 
 	client, helo, sender, relay, recipient, data, eod, etrn []restriction
 	classes                                                 map[string][]restriction
@@ -156,6 +161,12 @@ func newChecker(p *config.Params, rw *rewrite.Rewriter, log *maillog.Logger, myn
 		{"smtpd_sender_login_maps", p.SmtpdSenderLoginMaps, &c.senderLogins},
 		{"rbl_reply_maps", p.RBLReplyMaps, &c.rblReplyMaps},
 		{"relay_clientcerts", p.RelayClientcerts, &c.relayClientcerts},
+	}
+	if len(p.PermitMxBackupNetworks) > 0 {
+		var err error
+		if c.mxBackupNetworks, err = newClientList("permit_mx_backup_networks", p.PermitMxBackupNetworks); err != nil {
+			return nil, err
+		}
 	}
 	for _, t := range tables {
 		m, err := maps.OpenAll(t.in)
@@ -228,6 +239,11 @@ func (c *checker) compile(param string, items []string) ([]restriction, error) {
 			}
 			out = append(out, restriction{name: name})
 		case simpleRestrictions[name]:
+			if name == "permit_mx_backup" && !c.usesMXBackup {
+				c.usesMXBackup = true
+				c.usesDNS = true
+				c.log.Warnf(`%s: support for restriction "permit_mx_backup" will be removed; instead, specify "relay_domains"`, param)
+			}
 			out = append(out, restriction{name: name})
 		case c.isClass(items[i]):
 			out = append(out, restriction{name: items[i]})
@@ -497,6 +513,8 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 			rep := outcome.New(454, "4.7.1", "<"+printable(st.rcpt)+">: Relay access denied")
 			return rejected, &rep
 		}
+	case "permit_mx_backup":
+		return c.mxBackup(st)
 	case "reject_unlisted_recipient", "check_recipient_maps":
 		if st.rcpt == "" {
 			return dunno, nil
