@@ -25,6 +25,7 @@ import (
 type Resolver struct {
 	servers []string
 	client  *dns.Client
+	cache   *answerCache // nil: every lookup asks the servers
 }
 
 // NewResolver returns a resolver for the given servers (host:port), or
@@ -70,10 +71,22 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true
 	fail := &DNSError{Name: strings.TrimSuffix(name, "."), Type: dns.TypeToString[qtype]}
+	if r.cache != nil {
+		if e, ok := r.cache.get(name, qtype); ok {
+			if e.notFound {
+				fail.NotFound = true
+				return nil, fail
+			}
+			return e.answer, nil
+		}
+	}
 	for _, s := range r.servers {
 		resp, _, err := r.client.ExchangeContext(ctx, m, s)
 		if err != nil {
 			continue
+		}
+		if r.cache != nil {
+			r.cache.put(name, qtype, resp)
 		}
 		switch resp.Rcode {
 		case dns.RcodeSuccess:

@@ -29,6 +29,10 @@ import (
 // dnsxlTimeout bounds one list's lookups (A, then TXT for the reason).
 const dnsxlTimeout = 10 * time.Second
 
+// dnsCacheSize bounds the DNS answers the sessions share: a busy MX sees
+// a few thousand distinct clients an hour.
+const dnsCacheSize = 10000
+
 // restrictionsWithDomain take the next list element as a DNS list domain.
 var restrictionsWithDomain = map[string]bool{
 	"reject_rbl_client": true, "reject_rbl": true, "permit_dnswl_client": true,

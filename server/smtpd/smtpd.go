@@ -224,6 +224,9 @@ func New(o Options) (*Server, error) {
 		if s.dns, err = resolver.NewResolver(p.DNSServers); err != nil {
 			return nil, fmt.Errorf("DNS lookups of the restrictions: %w", err)
 		}
+		// Sessions share the answers (DNS lists ask about the same
+		// clients again and again), for as long as their TTLs allow.
+		s.dns.WithCache(dnsCacheSize)
 	}
 	return s, nil
 }
