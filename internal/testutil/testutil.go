@@ -154,11 +154,32 @@ func StartDNS(t testing.TB, records map[string][]string, servFail, hang []string
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.serve(t, pc)
+	return d
+}
+
+// StartDNSAt is StartDNS on a given address, for peers that can only be
+// told a server's address (a resolv.conf has no port). It returns nil
+// when the address cannot be had (port 53 needs root).
+func StartDNSAt(t testing.TB, addr string, records map[string][]string, servFail []string) *DNS {
+	t.Helper()
+	d := &DNS{records: records, servFail: map[string]bool{}, hang: map[string]bool{}}
+	for _, n := range servFail {
+		d.servFail[n] = true
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil
+	}
+	d.serve(t, pc)
+	return d
+}
+
+func (d *DNS) serve(t testing.TB, pc net.PacketConn) {
 	d.Addr = pc.LocalAddr().String()
 	srv := &dns.Server{PacketConn: pc, Handler: d}
 	go srv.ActivateAndServe()
 	t.Cleanup(func() { _ = srv.Shutdown() })
-	return d
 }
 
 func (d *DNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
