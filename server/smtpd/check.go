@@ -610,8 +610,10 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 			n++
 		}
 		if s.txn.active && s.txn.sender == "" && n > 1 {
+			// The reply names what the list checks: the recipient
+			// at RCPT, <DATA> at DATA (Postfix's wording).
 			code := p.MultiRecipientBounceRejectCode
-			return rejected, st.rejectf(classSender, code, codeClass(code)+".5.3", "Multi-recipient bounce")
+			return rejected, st.rejectf(class, code, codeClass(code)+".5.3", "Multi-recipient bounce")
 		}
 	case "sleep":
 		select {

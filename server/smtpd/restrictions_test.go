@@ -22,7 +22,7 @@ smtpd_recipient_restrictions = ["sleep", "0", "reject_multi_recipient_bounce", "
 	c.cmd("EHLO client.example", "250-*")
 	c.cmd("MAIL FROM:<>", "250 2.1.0 Ok")
 	c.cmd("RCPT TO:<alice@our.test>", "250 2.1.5 Ok")
-	c.cmd("RCPT TO:<bob@our.test>", "550 5.5.3 <>: Sender address rejected: Multi-recipient bounce")
+	c.cmd("RCPT TO:<bob@our.test>", "550 5.5.3 <bob@our.test>: Recipient address rejected: Multi-recipient bounce")
 	c.cmd("RSET", "250 2.0.0 Ok")
 	c.cmd("MAIL FROM:<a@remote.example>", "250 2.1.0 Ok")
 	c.cmd("RCPT TO:<alice@our.test>", "250 2.1.5 Ok")
