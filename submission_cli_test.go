@@ -2,21 +2,13 @@ package main
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"mailsrv/internal/testutil"
 )
@@ -33,15 +25,8 @@ func TestSubmissionWithSwaks(t *testing.T) {
 	dir, _ := newInstance(t)
 	// A certificate, and the example's commented submission services
 	// switched on, on free loopback ports.
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mail.example.test"},
-		DNSNames: []string{"mail.example.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	kb, _ := x509.MarshalECPrivateKey(key)
 	chain := filepath.Join(dir, "chain.pem")
-	if err := os.WriteFile(chain, append(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeSelfSigned(t, chain, "mail.example.test")
 	if err := os.WriteFile(filepath.Join(dir, "senders"), []byte("alice@example.test alice\nbob@example.test bob\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
