@@ -289,10 +289,34 @@ func collectRefs(v any, refs map[string]bool) {
 			collectRefs(e, refs)
 		}
 	case map[string]any:
-		for _, e := range x {
+		for k, e := range x {
+			if k == "smtpd_restriction_classes" {
+				// The classes named there are parameters the
+				// user defines, referred to by name, not as $name.
+				for _, name := range classNames(e) {
+					refs[name] = true
+				}
+			}
 			collectRefs(e, refs)
 		}
 	}
+}
+
+// classNames are the names in a smtpd_restriction_classes value (a list,
+// or one string of names separated by commas or spaces).
+func classNames(v any) []string {
+	var out []string
+	switch x := v.(type) {
+	case string:
+		out = append(out, SplitList(x)...)
+	case []any:
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				out = append(out, SplitList(s)...)
+			}
+		}
+	}
+	return out
 }
 
 // rawValue returns the unexpanded value of a parameter in a scope (service

@@ -280,7 +280,7 @@ type checkState struct {
 	res       *rewrite.Resolution
 	resErr    error
 	deferPerm *outcome.Reply // defer_if_permit: applies if the outcome is permit
-	deferRej  bool           // defer_if_reject: a later reject becomes a 450
+	deferRej  *outcome.Reply // defer_if_reject: a later 5xx reject gives this instead
 	warnNext  bool           // warn_if_reject: log the next reject instead
 	unlisted  bool           // reject_unlisted_recipient already ran
 	depth     int
@@ -398,11 +398,19 @@ func (c *checker) runList(st *checkState, class listClass, list []restriction) (
 
 // rejectReply applies defer_if_reject to a reject.
 func (c *checker) rejectReply(st *checkState, r *outcome.Reply) *outcome.Reply {
-	if st.deferRej && r.Permanent() {
-		d := outcome.New(450, "4.7.1", r.Text)
-		return &d
+	if st.deferRej != nil && r.Permanent() {
+		return st.deferRej
 	}
 	return r
+}
+
+// deferIfReject remembers why a later rejection must become a deferral:
+// the first reason counts, as in Postfix (a DNS lookup or a list that
+// could not be asked, defer_if_reject).
+func (st *checkState) deferIfReject(r *outcome.Reply) {
+	if st.deferRej == nil {
+		st.deferRej = r
+	}
 }
 
 // subject is what a reply of this class names.
@@ -450,11 +458,11 @@ func (c *checker) apply(st *checkState, class listClass, r restriction) (verdict
 		return rejected, st.rejectf(class, p.DeferCode, codeClass(p.DeferCode)+".7.1", "Access denied")
 	case "defer_if_permit":
 		if st.deferPerm == nil {
-			st.deferPerm = st.rejectf(class, 450, "4.7.1", "Service is unavailable")
+			st.deferPerm = st.rejectf(class, 450, "4.7.0", "defer_if_permit requested")
 		}
 		return dunno, nil
 	case "defer_if_reject":
-		st.deferRej = true
+		st.deferIfReject(st.rejectf(class, 450, "4.7.0", "defer_if_reject requested"))
 		return dunno, nil
 	case "warn_if_reject":
 		st.warnNext = true
@@ -683,14 +691,18 @@ func (c *checker) action(st *checkState, class listClass, spec, value string) (v
 		code := p.AccessMapDeferCode
 		enh, t := enhancedFor(code, orDefault(text))
 		return rejected, st.rejectf(class, code, enh, "%s", t)
-	case up == "DEFER_IF_PERMIT":
-		if st.deferPerm == nil {
-			enh, t := enhancedFor(450, orDefault(text))
-			st.deferPerm = st.rejectf(class, 450, enh, "%s", t)
+	case up == "DEFER_IF_PERMIT" || up == "DEFER_IF_REJECT":
+		// Postfix's generic text for these two is not "Access denied".
+		if text == "" {
+			text = "Service unavailable"
 		}
-		return dunno, nil
-	case up == "DEFER_IF_REJECT":
-		st.deferRej = true
+		code := p.AccessMapDeferCode
+		enh, t := enhancedFor(code, text)
+		if up == "DEFER_IF_REJECT" {
+			st.deferIfReject(st.rejectf(class, code, enh, "%s", t))
+		} else if st.deferPerm == nil {
+			st.deferPerm = st.rejectf(class, code, enh, "%s", t)
+		}
 		return dunno, nil
 	case up == "WARN" || up == "INFO":
 		st.s.logAction(strings.ToLower(up), text, st.rcpt)

@@ -303,7 +303,8 @@ func (c *checker) dnsxl(st *checkState, r restriction) (verdict, *outcome.Reply)
 		case soft:
 			// Postfix: an allow list that cannot be asked defers a
 			// later rejection rather than permitting.
-			st.deferRej = true
+			rep := outcome.New(450, "4.7.1", "<"+printable(what)+">: "+class+" rejected: Service unavailable")
+			st.deferIfReject(&rep)
 		case ans != nil:
 			return permit, nil
 		}

@@ -53,8 +53,7 @@ func (c *checker) mxBackup(st *checkState) (verdict, *outcome.Reply) {
 		// No MX (or a null MX): nothing names us. A lookup that
 		// failed must not turn into a rejection, though.
 		if err != nil && dnsStatus(err) == peerTemp {
-			c.log.Infof("%s: %s%s", s.namaddr(), who, "Unable to look up mail exchanger information: "+printable(err.Error()))
-			st.deferRej = true
+			st.deferIfReject(mxDefer(who + "Unable to look up mail exchanger information: Host not found, try again"))
 		}
 		return dunno, nil
 	}
@@ -72,6 +71,13 @@ func (c *checker) mxBackup(st *checkState) (verdict, *outcome.Reply) {
 	return permit, nil
 }
 
+// mxDefer is the deferral a failed lookup leaves behind: a later
+// rejection of the recipient becomes this (Postfix's 450 4.4.4).
+func mxDefer(text string) *outcome.Reply {
+	r := outcome.New(450, "4.4.4", text).WithClass(outcome.Policy)
+	return &r
+}
+
 // listsMe reports whether one of the MX hosts is this one: by name (one
 // of mydestination), else by address (inet_interfaces, proxy_interfaces).
 func (c *checker) listsMe(ctx context.Context, st *checkState, mxs []resolver.MX, who string) bool {
@@ -85,8 +91,7 @@ func (c *checker) listsMe(ctx context.Context, st *checkState, mxs []resolver.MX
 		addrs, err := s.srv.dns.Addrs(ctx, mx.Host, c.p.InetProtocols)
 		if err != nil {
 			if dnsStatus(err) == peerTemp {
-				c.log.Infof("%s: %sUnable to look up mail exchanger host %s: %s", s.namaddr(), who, printable(mx.Host), printable(err.Error()))
-				st.deferRej = true
+				st.deferIfReject(mxDefer(who + "Unable to look up mail exchanger host " + printable(mx.Host) + ": Host not found, try again"))
 			}
 			continue
 		}
@@ -106,15 +111,18 @@ func (c *checker) primariesAllowed(ctx context.Context, st *checkState, mxs []re
 	for _, mx := range mxs {
 		addrs, err := s.srv.dns.Addrs(ctx, mx.Host, c.p.InetProtocols)
 		if err != nil {
-			c.log.Infof("%s: %sUnable to look up host %s as mail exchanger: %s", s.namaddr(), who, printable(mx.Host), printable(err.Error()))
-			st.deferRej = true
+			reason := "Host not found"
+			if dnsStatus(err) == peerTemp {
+				reason = "Host not found, try again"
+			}
+			st.deferIfReject(mxDefer(who + "Unable to look up host " + printable(mx.Host) + " as mail exchanger: " + reason))
 			return false
 		}
 		for _, a := range addrs {
 			ok, err := c.mxBackupNetworks.match(a, mx.Host)
 			if err != nil {
 				c.log.Warnf("permit_mx_backup_networks lookup error for address %s for %s: %v", a, printable(mx.Host), err)
-				st.deferRej = true
+				st.deferIfReject(mxDefer(who + "Unable to verify host " + printable(mx.Host) + " as mail exchanger"))
 				return false
 			}
 			if !ok {

@@ -15,16 +15,17 @@ import (
 func TestPermitMXBackup(t *testing.T) {
 	t.Parallel()
 	d := testutil.StartDNS(t, map[string][]string{
-		"byname.example MX":      {"10 primary.example.", "20 mx.our.test."},
-		"byaddr.example MX":      {"10 primary.example.", "20 backup.example."},
-		"backup.example A":       {"127.0.0.1"},
-		"primary.example A":      {"192.0.2.1"},
-		"self.example MX":        {"10 mx.our.test.", "20 primary.example."},
-		"equal.example MX":       {"10 mx.our.test.", "10 primary.example."},
-		"notlisted.example MX":   {"10 primary.example."},
-		"outside.example MX":     {"10 far.example.", "20 mx.our.test."},
-		"far.example A":          {"198.51.100.1"},
-		"halfmissing.example MX": {"10 primary.example.", "20 broken.example."},
+		"byname.example MX":        {"10 primary.example.", "20 mx.our.test."},
+		"byaddr.example MX":        {"10 primary.example.", "20 backup.example."},
+		"backup.example A":         {"127.0.0.1"},
+		"primary.example A":        {"192.0.2.1"},
+		"self.example MX":          {"10 mx.our.test.", "20 primary.example."},
+		"equal.example MX":         {"10 mx.our.test.", "10 primary.example."},
+		"notlisted.example MX":     {"10 primary.example."},
+		"outside.example MX":       {"10 far.example.", "20 mx.our.test."},
+		"far.example A":            {"198.51.100.1"},
+		"halfmissing.example MX":   {"10 primary.example.", "20 broken.example."},
+		"brokenprimary.example MX": {"10 broken.example.", "20 mx.our.test."},
 	}, []string{"servfail.example", "broken.example"}, nil)
 	conf := fmt.Sprintf(`
 mailsrv_dns_servers = [%q]
@@ -53,14 +54,17 @@ smtpd_relay_restrictions = ["permit_mx_backup", "reject_unauth_destination"]
 	// Routing in the local part is never relayed for a stranger.
 	try(ts, "x%elsewhere.example@byname.example", "554 5.7.1 <x%elsewhere.example@byname.example>: Relay access denied")
 	// A lookup that failed defers.
-	try(ts, "x@servfail.example", "450 4.7.1 <x@servfail.example>: Relay access denied")
-	try(ts, "x@halfmissing.example", "450 4.7.1 <x@halfmissing.example>: Relay access denied")
+	try(ts, "x@servfail.example", "450 4.4.4 <x@servfail.example>: Recipient address rejected: Unable to look up mail exchanger information: Host not found, try again")
+	try(ts, "x@halfmissing.example", "450 4.4.4 <x@halfmissing.example>: Recipient address rejected: Unable to look up mail exchanger host broken.example: Host not found, try again")
 	ts.waitLog(t, `support for restriction "permit_mx_backup" will be removed; instead, specify "relay_domains"`)
-	ts.waitLog(t, "<x@servfail.example>: Recipient address rejected: Unable to look up mail exchanger information")
+	ts.waitLog(t, "NOQUEUE: reject: RCPT from unknown[127.0.0.2]: 450 4.4.4 <x@servfail.example>: Recipient address rejected: Unable to look up mail exchanger information: Host not found, try again; from=<a@sender.example> to=<x@servfail.example> proto=ESMTP helo=<client.example>")
 
 	nets := startServer(t, conf+`permit_mx_backup_networks = ["192.0.2.0/24"]`+"\n")
 	try(nets, "x@byname.example", "250 2.1.5 Ok")
 	try(nets, "x@outside.example", "554 5.7.1 <x@outside.example>: Relay access denied")
+	// A primary whose addresses cannot be had: the first reason,
+	// finding out whether it is us, is the one given.
+	try(nets, "x@brokenprimary.example", "450 4.4.4 <x@brokenprimary.example>: Recipient address rejected: Unable to look up mail exchanger host broken.example: Host not found, try again")
 	named := startServer(t, conf+`permit_mx_backup_networks = ["far.example"]`+"\n")
 	try(named, "x@outside.example", "250 2.1.5 Ok")
 	try(named, "x@byname.example", "554 5.7.1 <x@byname.example>: Relay access denied")

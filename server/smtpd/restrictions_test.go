@@ -27,6 +27,29 @@ smtpd_recipient_restrictions = ["sleep", "0", "reject_multi_recipient_bounce", "
 	c.cmd("MAIL FROM:<a@remote.example>", "250 2.1.0 Ok")
 	c.cmd("RCPT TO:<alice@our.test>", "250 2.1.5 Ok")
 	c.cmd("RCPT TO:<bob@our.test>", "250 2.1.5 Ok")
+	// defer_if_reject turns a later rejection into its own deferral
+	// (here the unknown user's 550); defer_if_permit defers what would
+	// be accepted; access tables' DEFER_IF_* likewise (Postfix's texts).
+	d := startServer(t, `
+smtpd_recipient_restrictions = ["check_recipient_access", "inline:{ {alice@our.test=maybe}, {map@our.test=DEFER_IF_REJECT 4.2.0 busy here} }", "permit_mynetworks", "reject_unauth_destination"]
+smtpd_restriction_classes = ["soft", "maybe"]
+soft = ["defer_if_reject", "reject_unlisted_recipient"]
+maybe = ["defer_if_permit"]
+smtpd_sender_restrictions = ["check_sender_access", "inline:{ {a@soft.example=soft}, {a@perm.example=DEFER_IF_PERMIT} }"]
+`)
+	c = d.dialFrom(t, "127.0.0.2")
+	c.cmd("EHLO client.example", "250-*")
+	c.cmd("MAIL FROM:<a@remote.example>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<bob@our.test>", "250 2.1.5 Ok")
+	c.cmd("RCPT TO:<alice@our.test>", "450 4.7.0 <alice@our.test>: Recipient address rejected: defer_if_permit requested")
+	c.cmd("RCPT TO:<map@our.test>", "450 4.2.0 <map@our.test>: Recipient address rejected: busy here")
+	c.cmd("RSET", "250 2.0.0 Ok")
+	c.cmd("MAIL FROM:<a@soft.example>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<bob@our.test>", "250 2.1.5 Ok")
+	c.cmd("RCPT TO:<nosuch@our.test>", "450 4.7.0 <a@soft.example>: Sender address rejected: defer_if_reject requested")
+	c.cmd("RSET", "250 2.0.0 Ok")
+	c.cmd("MAIL FROM:<a@perm.example>", "250 2.1.0 Ok")
+	c.cmd("RCPT TO:<bob@our.test>", "450 4.7.1 <a@perm.example>: Sender address rejected: Service unavailable")
 	if _, err := buildServer(t, `smtpd_recipient_restrictions = ["sleep", "soon", "reject_unauth_destination"]`); err == nil {
 		t.Error("sleep soon accepted")
 	}
