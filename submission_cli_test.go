@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -102,32 +100,11 @@ func TestSubmissionWithSwaks(t *testing.T) {
 	}
 	// AUTH before STARTTLS: swaks will not even try (no AUTH offered), so
 	// by hand.
-	c, err := net.Dial("tcp", sub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	br := bufio.NewReader(c)
-	readReply := func() string {
-		var last string
-		for {
-			l, err := br.ReadString('\n')
-			if err != nil {
-				return last + " (" + err.Error() + ")"
-			}
-			last = strings.TrimRight(l, "\r\n")
-			if len(last) < 4 || last[3] != '-' {
-				return last
-			}
+	c := dialSMTP(t, "127.0.0.1", sub)
+	for _, l := range c.cmd("EHLO client.test", "250 *") {
+		if strings.Contains(l, "AUTH") {
+			t.Errorf("AUTH offered before STARTTLS: %s", l)
 		}
 	}
-	readReply()
-	fmt.Fprintf(c, "EHLO client.test\r\n")
-	if r := readReply(); strings.Contains(r, "AUTH") {
-		t.Errorf("AUTH offered before STARTTLS: %s", r)
-	}
-	fmt.Fprintf(c, "AUTH PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2UgYWxpY2U=\r\n")
-	if r := readReply(); r != "530 5.7.0 Must issue a STARTTLS command first" {
-		t.Errorf("AUTH before STARTTLS: %q", r)
-	}
+	c.cmd("AUTH PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2UgYWxpY2U=", "530 5.7.0 Must issue a STARTTLS command first")
 }

@@ -12,8 +12,6 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,10 +76,6 @@ smtpd_relay_restrictions = ["permit_sasl_authenticated", "reject"]
 // as Postfix does, against a fake zone and a real postgrey.
 func TestTypicalOperatorConfig(t *testing.T) {
 	t.Parallel()
-	pg, err := exec.LookPath("postgrey")
-	if err != nil {
-		t.Skip("postgrey is not installed (apt-get install postgrey)")
-	}
 	dir, owner := newInstance(t)
 	d := testutil.StartDNS(t, map[string][]string{
 		"good.example MX":           {"10 mx.good.example."},
@@ -98,38 +92,7 @@ func TestTypicalOperatorConfig(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(pgDir, "clients"), []byte("127.0.0.2\n127.0.0.3\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pgAddr := testutil.FreeAddr(t)
-	args := []string{"--inet=" + pgAddr, "--dbdir=" + pgDir, "--delay=300", "--whitelist-clients=" + filepath.Join(pgDir, "clients"), "--whitelist-recipients=/dev/null"}
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("nobody")
-		if err != nil {
-			t.Skip("no user nobody")
-		}
-		g, _ := user.LookupGroupId(u.Gid)
-		var uid, gid int
-		fmt.Sscan(u.Uid, &uid)
-		fmt.Sscan(u.Gid, &gid)
-		_ = os.Chown(pgDir, uid, gid)
-		args = append(args, "--user=nobody", "--group="+g.Name)
-	} else {
-		me, _ := user.Current()
-		g, _ := user.LookupGroupId(me.Gid)
-		args = append(args, "--user="+me.Username, "--group="+g.Name)
-	}
-	cmd := exec.Command(pg, args...)
-	var pgOut testutil.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &pgOut, &pgOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	testutil.Eventually(t, "postgrey to listen", func() bool {
-		c, err := net.Dial("tcp", pgAddr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	pgAddr, _ := testutil.Postgrey(t, pgDir, "--delay=300", "--whitelist-clients="+filepath.Join(pgDir, "clients"), "--whitelist-recipients=/dev/null")
 
 	cert := filepath.Join(dir, "chain.pem")
 	writeSelfSigned(t, cert, "mx.example.test")
@@ -204,35 +167,33 @@ func dialSMTP(t *testing.T, from, addr string) *smtpClient {
 	return s
 }
 
-// cmd sends a line and checks the last line of the reply against want
-// (a trailing * matches any rest; for a 250- want, the first line).
-func (s *smtpClient) cmd(line, want string) {
+// cmd sends a line, checks the last line of the reply against want (a
+// trailing * matches any rest; for a 250- want, the first line) and
+// returns every line of the reply.
+func (s *smtpClient) cmd(line, want string) []string {
 	s.t.Helper()
 	fmt.Fprintf(s.c, "%s\r\n", line)
-	s.read(want)
+	return s.read(want)
 }
 
-func (s *smtpClient) read(want string) {
+func (s *smtpClient) read(want string) []string {
 	s.t.Helper()
 	_ = s.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	var first, last string
+	var lines []string
 	for {
 		l, err := s.br.ReadString('\n')
 		if err != nil {
 			s.t.Fatalf("reading the reply: %v (want %q)", err, want)
 		}
 		l = strings.TrimRight(l, "\r\n")
-		if first == "" {
-			first = l
-		}
-		last = l
+		lines = append(lines, l)
 		if len(l) < 4 || l[3] != '-' {
 			break
 		}
 	}
-	got := last
+	got := lines[len(lines)-1]
 	if strings.HasSuffix(want, "-*") {
-		got = first
+		got = lines[0]
 	}
 	if p, ok := strings.CutSuffix(want, "*"); ok {
 		if !strings.HasPrefix(got, p) {
@@ -241,6 +202,7 @@ func (s *smtpClient) read(want string) {
 	} else if got != want {
 		s.t.Errorf("got %q; want %q", got, want)
 	}
+	return lines
 }
 
 // writeSelfSigned writes a key and a self-signed certificate for name, as

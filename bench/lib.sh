@@ -31,3 +31,14 @@ TOML
 build_mailsrv() {
 	(cd "$(dirname "${BASH_SOURCE[0]}")/.." && go build -o "$1" .)
 }
+
+# run LABEL PORT SINKPORT SIZE CONC N PID: one measurement point of the
+# side-by-side benches (a warm-up first, then smtp-bench.sh with the
+# target's process tree sampled); the RESULT line is printed and added
+# to $OUT. Needs B, the shared bench folder.
+run() {
+	local n=$6 warm=$((3 * $5)); [ $warm -lt 300 ] && warm=300
+	"$B/smtp-bench.sh" -t "127.0.0.1:$2" -k "$3" -n $warm -l "$4" -s "$5" -W 120 -L warm >/dev/null 2>&1
+	"$B/smtp-bench.sh" -t "127.0.0.1:$2" -k "$3" -n "$n" -l "$4" -s "$5" -W 600 -L "$1" -P "tgt=$7" 2>/dev/null |
+		grep '^RESULT' | tee -a "$OUT"
+}

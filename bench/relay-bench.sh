@@ -57,14 +57,6 @@ mkdir -p "$work/ms"
 mailsrv_config nobody 127.0.0.1:10035 'relayhost = "[127.0.0.1]:10036"' >"$work/ms/mailsrv.toml"
 echo "process_limit = 2000" >>"$work/ms/mailsrv.toml"
 
-# run LABEL PORT SINKPORT SIZE CONC N PID
-run() {
-	local n=$6 warm=$((3 * $5)); [ $warm -lt 300 ] && warm=300
-	"$B/smtp-bench.sh" -t "127.0.0.1:$2" -k "$3" -n $warm -l "$4" -s "$5" -W 120 -L warm >/dev/null 2>&1
-	"$B/smtp-bench.sh" -t "127.0.0.1:$2" -k "$3" -n "$n" -l "$4" -s "$5" -W 600 -L "$1" -P "tgt=$7" 2>/dev/null |
-		grep '^RESULT' | tee -a "$OUT"
-}
-
 for rep in $(seq "$REPS"); do
 	for point in $POINTS; do
 		size=${point%%:*} conc=${point##*:}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -216,4 +217,54 @@ func (d *DNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		}
 	}
 	_ = w.WriteMsg(m)
+}
+
+// Postgrey starts Debian's postgrey on a free loopback address with its
+// database in dbdir and the given options, until the test ends, and
+// returns the address and what it prints. As root it runs as nobody (it
+// refuses to run as root), else as the user. The test is skipped when
+// postgrey is not installed.
+func Postgrey(t testing.TB, dbdir string, args ...string) (string, *SyncBuffer) {
+	t.Helper()
+	bin, err := exec.LookPath("postgrey")
+	if err != nil {
+		t.Skip("postgrey is not installed (apt-get install postgrey)")
+	}
+	for d := dbdir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		_ = os.Chmod(d, 0o755)
+	}
+	addr := FreeAddr(t)
+	args = append([]string{"--inet=" + addr, "--dbdir=" + dbdir}, args...)
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		if u, err = user.Lookup("nobody"); err != nil {
+			t.Skip("no user nobody")
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		_ = os.Chown(dbdir, uid, gid)
+	}
+	g, err := user.LookupGroupId(u.Gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args = append(args, "--user="+u.Username, "--group="+g.Name)
+	cmd := exec.Command(bin, args...)
+	out := &SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	Eventually(t, "postgrey to listen on "+addr, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return addr, out
 }

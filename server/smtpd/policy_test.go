@@ -4,11 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"os/user"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -135,46 +130,8 @@ smtpd_policy_service_try_limit = 1
 // X-Greylist header.
 func TestPostgrey(t *testing.T) {
 	t.Parallel()
-	bin, err := exec.LookPath("postgrey")
-	if err != nil {
-		t.Skip("postgrey is not installed (apt-get install postgrey)")
-	}
-	dbdir := t.TempDir()
-	for d := dbdir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
-		_ = os.Chmod(d, 0o755)
-	}
-	args := []string{"--inet=" + testutil.FreeAddr(t), "--dbdir=" + dbdir, "--delay=1", "--auto-whitelist-clients=0",
-		"--whitelist-clients=/dev/null", "--whitelist-recipients=/dev/null", "--hostname=grey.example"}
-	addr := strings.TrimPrefix(args[0], "--inet=")
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("nobody")
-		if err != nil {
-			t.Skip("no user nobody")
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		_ = os.Chown(dbdir, uid, gid)
-		g, _ := user.LookupGroupId(u.Gid)
-		args = append(args, "--user=nobody", "--group="+g.Name)
-	} else {
-		me, _ := user.Current()
-		g, _ := user.LookupGroupId(me.Gid)
-		args = append(args, "--user="+me.Username, "--group="+g.Name)
-	}
-	cmd := exec.Command(bin, args...)
-	var out testutil.SyncBuffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	testutil.Eventually(t, "postgrey to listen on "+addr, func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	addr, out := testutil.Postgrey(t, t.TempDir(), "--delay=1", "--auto-whitelist-clients=0",
+		"--whitelist-clients=/dev/null", "--whitelist-recipients=/dev/null", "--hostname=grey.example")
 	ts := startServer(t, fmt.Sprintf(`
 smtpd_recipient_restrictions = ["reject_unauth_destination", "check_policy_service", "inet:%s"]
 `, addr))
